@@ -1,0 +1,38 @@
+"""Task figures (confusion matrix, sample predictions) to wandb and to PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+
+from lit_tasks import plots
+
+
+class FigureLogger(Callback):
+    """After each validation and test epoch, send the task's `figures(stage)` to wandb.
+
+    The figures of the last validation (during fit) and of the test are also written
+    next to results.json as `<name>.png` (val) and `test_<name>.png` (test).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def _emit(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not hasattr(pl_module, "figures"):
+            return
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        for name, fig in pl_module.figures(stage).items():
+            for logger in wandb_loggers:
+                logger.log_image(key=f"{stage}/{name}", images=[fig], step=trainer.global_step)
+            prefix = "" if stage == "val" else f"{stage}_"
+            plots.save(fig, self.run_dir / f"{prefix}{name}.png")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._emit(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._emit(trainer, pl_module, "test")

@@ -1,0 +1,186 @@
+"""results.json: one file a script can read to know how a run went.
+
+    {"status": "finished", "metrics": {"val/acc": .., "test/acc": ..},
+     "best": {"monitor": "val/acc", "mode": "max", "score": .., "epoch": .., "metrics": {..}},
+     "checkpoints": {"best": "...", "last": "..."}, "config": {...}, "seed": 42,
+     "versions": {...}, "wall_time_s": {"fit": ..}, "throughput": {"train_samples_per_s": ..},
+     "skipped_samples": {"count": 0, "paths": []}, "history": [{"epoch": 0, ...}, ...]}
+
+Every fit / validate / test merges its part into the run folder's file, so `fit` followed
+by `test` (or a resumed fit) leaves one file with everything. Only global rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from lit_tasks import plots
+
+MAX_LISTED_SKIPS = 100
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("lit_tasks", "torch", "lightning", "torchmetrics", "numpy", "wandb"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def to_number(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return value
+
+
+def batch_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        for key in ("labels", "pixel_values", "input_ids", "input_values"):
+            if key in batch and hasattr(batch[key], "shape"):
+                return int(batch[key].shape[0])
+    if isinstance(batch, (list, tuple)) and batch and hasattr(batch[0], "shape"):
+        return int(batch[0].shape[0])
+    return 0
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class ResultsWriter(Callback):
+    """Keeps per-epoch history, timing and throughput and writes results.json + curves.png."""
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], seed: int | None, monitor: tuple[str, str]) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "results.json"
+        self.config = config
+        self.seed = seed
+        self.monitor, self.mode = monitor
+        self.results: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.history: list[dict[str, Any]] = self.results.get("history", [])
+        self.skipped: list[str] = self.results.get("skipped_samples", {}).get("paths", [])
+        self.skipped_count: int = self.results.get("skipped_samples", {}).get("count", 0)
+        self._started: dict[str, float] = {}
+        self._train_seconds = 0.0
+        self._train_samples = 0
+        self._mark: float | None = None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _start(self, trainer: L.Trainer, stage: str) -> None:
+        self._started[stage] = time.perf_counter()
+        self.results["status"] = "running"
+        self._write(trainer, stage, final=False)
+
+    def _count_skips(self, batch: Any) -> None:
+        if isinstance(batch, dict) and batch.get("skipped"):
+            self.skipped_count += len(batch["skipped"])
+            room = MAX_LISTED_SKIPS - len(self.skipped)
+            self.skipped.extend(batch["skipped"][: max(room, 0)])
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer, "fit")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._start(trainer, "validate")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer, "test")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark = time.perf_counter()  # validation time does not count towards training throughput
+        if trainer.state.fn == "validate":
+            self._finish(trainer, "validate")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._mark is not None:
+            self._train_seconds += now - self._mark
+        self._mark = now
+        self._train_samples += batch_size(batch) * trainer.world_size
+        self._count_skips(batch)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._count_skips(batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._count_skips(batch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: to_number(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")})
+        self.history.append(row)
+        self._write(trainer, "fit", final=False)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, "fit")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, "test")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.results["status"] = "failed"
+        self.results["error"] = f"{type(exception).__name__}: {exception}"[:2000]
+        self._write(trainer, None, final=False)
+
+    # -- writing --------------------------------------------------------------------------
+    def _finish(self, trainer: L.Trainer, stage: str) -> None:
+        self.results.setdefault("wall_time_s", {})[stage] = round(time.perf_counter() - self._started.get(stage, time.perf_counter()), 3)
+        self.results["status"] = "finished"
+        self.results.pop("error", None)
+        self._write(trainer, stage, final=True)
+
+    def _best(self) -> dict[str, Any] | None:
+        scored = [row for row in self.history if isinstance(row.get(self.monitor), (int, float))]
+        if not scored:
+            return None
+        pick = max if self.mode == "max" else min
+        row = pick(scored, key=lambda r: r[self.monitor])
+        return {"monitor": self.monitor, "mode": self.mode, "score": row[self.monitor], "epoch": row["epoch"],
+                "step": row["step"], "metrics": {k: v for k, v in row.items() if k not in ("epoch", "step")}}
+
+    def _write(self, trainer: L.Trainer, stage: str | None, final: bool) -> None:
+        if not trainer.is_global_zero:
+            return
+        results = self.results
+        metrics = results.setdefault("metrics", {})
+        if final:
+            metrics.update({k: to_number(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")})
+        results["best"] = self._best()
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and (ckpt.best_model_path or ckpt.last_model_path):
+            results["checkpoints"] = {"best": ckpt.best_model_path or None, "last": ckpt.last_model_path or None}
+        if stage is not None:
+            results.setdefault("commands", [])
+            if final:
+                results["commands"].append(stage)
+        results["config"] = self.config
+        results["seed"] = self.seed
+        results["versions"] = package_versions()
+        results["world_size"] = trainer.world_size
+        if self._train_seconds > 0:
+            results["throughput"] = {"train_samples_per_s": round(self._train_samples / self._train_seconds, 2)}
+        results["skipped_samples"] = {"count": self.skipped_count, "paths": self.skipped}
+        results["history"] = self.history
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(results, self.path)
+        if final and self.history:
+            plots.save(plots.learning_curves(self.history), self.run_dir / "curves.png")

@@ -1,0 +1,186 @@
+"""`python -m lit_tasks fit|validate|test|predict --config FILE` and `export`.
+
+LightningCLI does the parsing: every constructor argument of the task (`model`), the
+DataModule (`data`) and the Trainer is a config key and can be overridden on the
+command line (`--model.init_args.lr 3e-4` or `--model.lr 3e-4`). On top of it we add
+the run folder (`run.*`), default loggers, checkpoints, results.json and figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+from jsonargparse._common import debug_mode_active
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from lit_tasks import run_dir as runs
+from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter
+from lit_tasks.checkpoint_io import AtomicCheckpointIO
+from lit_tasks.errors import is_user_error, user_message
+from lit_tasks.loggers import build_loggers
+
+USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE [--key value ...]
+       python -m lit_tasks export --ckpt_path CKPT --out DIR
+
+  fit        train (then test the best checkpoint when the data has a test split)
+  validate   evaluate on the validation split       test   evaluate on the test split
+  predict    write predictions.jsonl                 export write an HF-format folder
+
+Any config value can be overridden: --model.lr 3e-4 --data.batch_size 64 --trainer.max_epochs 3
+Options of one command: python -m lit_tasks fit --help   Recipes: configs/<task>/<model>_<data>.yaml
+"""
+
+
+def condense(message: str) -> str:
+    """jsonargparse's nested union message, reduced to the key and the reason."""
+    key = re.match(r'Parser key "([^"]+)"', message)
+    problem = re.search(r"Problem with given class_path '([^']+)':\n(.*?)(?:\n\s*- Expected a|\Z)", message, re.S)
+    if key and problem:
+        reason = " ".join(line.strip() for line in problem.group(2).splitlines() if line.strip())
+        return f"{key.group(1)} ({problem.group(1)}): {reason}"
+    return message.strip()
+
+
+class Parser(LightningArgumentParser):
+    """Errors as two short lines instead of a screen of usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or debug_mode_active():
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        sys.stderr.write(f"lit_tasks: error: {condense(message)}\n"
+                         f"  (all options: {parser.prog.replace(' [options]', '')} --help)\n")
+        sys.exit(2)
+
+
+class LitTasksCLI(LightningCLI):
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=None,
+            seed_everything_default=42,
+            auto_configure_optimizers=False,
+            parser_class=Parser,
+            parser_kwargs={"prog": "python -m lit_tasks"},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--run.root", type=str, default="runs", help="folder holding all runs")
+        parser.add_argument("--run.name", type=str | None, default=None,
+                            help="run name (default: the config file's name)")
+        parser.add_argument("--run.dir", type=str | None, default=None,
+                            help="this run's folder (default: <root>/<name>/<date_time>)")
+        parser.add_argument("--run.loggers", type=list[Literal["wandb", "csv"]], default=["wandb", "csv"],
+                            help="loggers used when trainer.logger is not set")
+        parser.add_argument("--run.wandb_project", type=str, default="lit_tasks")
+        parser.add_argument("--run.test_after_fit", type=bool, default=True,
+                            help="after fit, test the best checkpoint if the data has a test split")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
+        parser.link_arguments("model.init_args.init_from", "data.init_args.preprocessor", apply_on="parse")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning would rebuild the model from a checkpoint's hyper-parameters, silently
+        overriding the config (and only for file paths, not best/last). Here the config
+        defines the model and the task checks that the checkpoint fits it."""
+
+    def _config(self, namespace: Any) -> Any:
+        """The part of a parsed config for the subcommand run (all of it with run=False)."""
+        return namespace[self.subcommand] if self.subcommand else namespace
+
+    # -- run folder --------------------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        config = self._config(self.config)
+        name = config.run.name or self._config_stem(config) or "run"
+        self.run_dir, ckpt_path = runs.resolve(config.run.root, name, config.run.dir, config.get("ckpt_path"))
+        if "ckpt_path" in config:
+            config.ckpt_path = ckpt_path
+        self.run_name = name
+        config.run.dir = str(self.run_dir)
+        config_file = self.run_dir / "config.yaml"
+        if self.subcommand in ("fit", None) or not config_file.exists():
+            if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+                self.parser.save(self.config, config_file, skip_none=False, overwrite=True, multifile=False)
+
+    @staticmethod
+    def _config_stem(config: Any) -> str | None:
+        files = config.get("config") or []
+        return Path(str(files[-1])).stem if files else None
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self._config(self.config)
+        trainer_config = self._config(self.config_init).trainer
+        monitor = getattr(self.model, "monitor", ("val/loss", "min"))
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = build_loggers(config.run.loggers, self.run_dir, self.run_name, config.run.wandb_project)
+        plugins = trainer_config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins = [*plugins, AtomicCheckpointIO()]
+        kwargs["plugins"] = plugins
+        kwargs["default_root_dir"] = str(self.run_dir)
+        kwargs["callbacks"] = [
+            *(trainer_config.get("callbacks") or []),
+            ModelCheckpoint(dirpath=self.run_dir / "checkpoints", filename="best", monitor=monitor[0], mode=monitor[1],
+                            save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False),
+            ResultsWriter(self.run_dir, self._plain_config(), config.seed_everything, monitor),
+            FigureLogger(self.run_dir),
+            PredictionWriter(self.run_dir),
+        ]
+        return super().instantiate_trainer(**kwargs)
+
+    def _plain_config(self) -> dict[str, Any]:
+        """The resolved config as plain data, with the values links filled in (num_classes, ...)."""
+        config = self._config(json.loads(self.parser.dump(self.config, format="json", skip_none=False)))
+        init_args = config.get("model", {}).setdefault("init_args", {})
+        init_args.update({k: v for k, v in self.model.hparams.items() if k not in init_args})
+        return config
+
+    # -- fit, then test --------------------------------------------------------------------
+    def after_fit(self) -> None:
+        if not self.config.fit.run.test_after_fit or self.trainer.interrupted:
+            return
+        if not getattr(self.datamodule, "has_split", lambda split: True)("test"):
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+EXTRA_COMMANDS = ("export",)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from_command_line = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return
+    inherited = runs.ENV_VAR in os.environ
+    try:
+        if argv[0] == "export":
+            from lit_tasks.export import main as export_main
+
+            export_main(argv[1:])
+        else:
+            LitTasksCLI(args=None if from_command_line else argv)
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        sys.stderr.write(f"lit_tasks: error: {user_message(exc)}\n")
+        sys.exit(2)
+    finally:
+        if not inherited:
+            os.environ.pop(runs.ENV_VAR, None)

@@ -1,0 +1,437 @@
+"""ImageDataModule: image classification data from an image folder, CSV/JSONL or HF datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_tasks.data import image_sources as src
+from lit_tasks.data.image_sources import DataError, ImageRecord
+from lit_tasks.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, BadImageError, ImageTransform, open_image
+from lit_tasks.data.samplers import distributed_eval_sampler
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+class SkippedImage(NamedTuple):
+    """What :class:`ImageDataset` returns for an undecodable image when ``skip_bad_images``."""
+
+    path: str
+    reason: str
+
+
+class ImageDataset(Dataset):
+    """Records -> ``{"pixel_values": (3, H, W) float, "labels": int, "paths": str}``.
+
+    ``hf`` is the HF split (image column undecoded) the records' rows point into, or None for
+    files. With ``skip_bad_images`` an image that cannot be decoded gives a :class:`SkippedImage`
+    (and a warning naming it) instead of raising :class:`BadImageError`.
+    """
+
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        transform: ImageTransform,
+        skip_bad_images: bool = False,
+        hf: Any = None,
+        image_column: str = "image",
+        hf_root: str | None = None,
+    ):
+        self.records, self.transform, self.skip_bad_images = records, transform, skip_bad_images
+        self.hf, self.image_column, self.hf_root = hf, image_column, hf_root
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _source(self, record: ImageRecord) -> str | bytes:
+        if record.row is None:
+            return record.path
+        value = self.hf[record.row][self.image_column]
+        if isinstance(value, dict):  # Image(decode=False): {"bytes": ..., "path": ...}
+            if value.get("bytes"):
+                return value["bytes"]
+            value = value.get("path")
+        if not value:
+            raise BadImageError(f"{record.where}: the {self.image_column!r} field is empty (no image bytes or path).")
+        return value if os.path.isabs(value) else os.path.join(self.hf_root or "", value)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | SkippedImage:
+        record = self.records[i]
+        try:
+            image = open_image(self._source(record), record.where)
+        except BadImageError as e:
+            if not self.skip_bad_images:
+                raise
+            log.warning("Skipping image (skip_bad_images=True): %s", e)
+            return SkippedImage(record.path, str(e))
+        return {"pixel_values": self.transform(image), "labels": record.label, "paths": record.path}
+
+
+class ImageCollate:
+    """Stack samples into the batch dict; drop :class:`SkippedImage` (or None) items and list
+    their paths under ``"skipped"``. A batch where every image was skipped has B = 0."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+
+    def __call__(self, items: list[dict[str, Any] | SkippedImage | None]) -> dict[str, Any]:
+        good = [x for x in items if isinstance(x, dict)]
+        skipped = [x.path if isinstance(x, SkippedImage) else "<unknown>" for x in items if not isinstance(x, dict)]
+        if good:
+            pixel_values = torch.stack([x["pixel_values"] for x in good])
+        else:
+            pixel_values = torch.empty(0, 3, *self.size)
+        return {
+            "pixel_values": pixel_values,  # (B, 3, H, W) float32
+            "labels": torch.tensor([x["labels"] for x in good], dtype=torch.long),  # (B,)
+            "paths": [x["paths"] for x in good],
+            "skipped": skipped,
+        }
+
+
+def _read_preprocessor(path: str) -> dict[str, Any]:
+    """image_mean, image_std and size (H, W) from an HF ``preprocessor_config.json``.
+
+    ``path`` is the JSON file, a checkpoint folder, or a file inside one (the CLI links
+    ``model.init_from`` here). A checkpoint folder without the JSON gives a warning and {}: the
+    explicit arguments or the defaults are used. A path that does not exist is an error.
+    """
+    given = Path(path).expanduser()
+    if not given.exists():
+        raise DataError(
+            f"preprocessor: {given} does not exist; expected a checkpoint folder holding "
+            "preprocessor_config.json, or the JSON file itself."
+        )
+    folder = given if given.is_dir() else given.parent
+    file = given if given.suffix == ".json" else folder / "preprocessor_config.json"
+    if not file.is_file():
+        log.warning(
+            "preprocessor: %s has no preprocessor_config.json; using image_size/image_mean/image_std "
+            "as given (defaults: %d and the ImageNet statistics).", given, DEFAULT_IMAGE_SIZE,
+        )
+        return {}
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"preprocessor: {file} is not valid JSON ({e}).") from None
+    if not isinstance(cfg, dict):
+        raise DataError(f"preprocessor: {file} holds {type(cfg).__name__}; expected a JSON object.")
+    out: dict[str, Any] = {}
+    if cfg.get("do_normalize", True) is False:
+        out["image_mean"], out["image_std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    else:
+        for key in ("image_mean", "image_std"):
+            if key in cfg:
+                out[key] = _three_floats(cfg[key], f"{file} field {key!r}")
+    # crop_size (when present) is what the model finally sees; size is the pre-crop resize.
+    for key in ("crop_size", "size"):
+        if key not in cfg or cfg[key] is None:
+            continue
+        size = cfg[key]
+        if isinstance(size, int):
+            out["image_size"] = (size, size)
+        elif isinstance(size, dict) and "height" in size and "width" in size:
+            out["image_size"] = (int(size["height"]), int(size["width"]))
+        elif isinstance(size, dict) and "shortest_edge" in size:
+            out["image_size"] = (int(size["shortest_edge"]),) * 2
+        else:
+            raise DataError(
+                f"preprocessor: {file} field {key!r} is {size!r}; expected an integer, "
+                '{"height": H, "width": W} or {"shortest_edge": S}.'
+            )
+        break
+    return out
+
+
+def _three_floats(value: Any, name: str) -> list[float]:
+    if isinstance(value, (int, float)):
+        value = [value] * 3
+    if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
+        raise DataError(f"{name} is {value!r}; expected three numbers (one per RGB channel).")
+    return [float(v) for v in value]
+
+
+def _size_pair(value: int | list[int] | tuple[int, ...]) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = [value, value]
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
+        raise DataError(f"image_size is {value!r}; expected a positive integer or [height, width].")
+    return int(value[0]), int(value[1])
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Image classification data from one of three sources, yielding model-agnostic batches.
+
+    Sources (give exactly one of ``root``, ``train_file`` or ``hf_dataset``):
+
+    - ``root``: image-folder layout ``root/{train,val,test}/<class name>/<image files>``
+      (recursive; the class folders of every split must match train's);
+    - ``train_file`` / ``val_file`` / ``test_file``: CSV (with a header) or JSONL files with
+      ``path_column`` and ``label_column``; relative paths resolve against the file's folder;
+    - ``hf_dataset``: a ``DatasetDict.save_to_disk`` folder with ``train``, ``validation``
+      (or ``val``) and ``test`` splits, ``image_column`` and ``label_column``.
+
+    ``train`` is required; ``val`` for fit/validate; ``test`` for test. Predict reads every image
+    under ``predict_dir`` (recursive) or, without it, the test split.
+
+    Batches (train, val, test and predict alike)::
+
+        {
+          "pixel_values": (B, 3, H, W) float32, normalised with image_mean / image_std,
+          "labels":       (B,) int64 class indices into label_names; -1 where unknown (predict_dir),
+          "paths":        list[str] of B image paths (HF rows: "<hf_dataset>/<split>#<row>"),
+          "skipped":      list[str] paths dropped from this batch because they could not be
+                          decoded (only with skip_bad_images=True; usually empty),
+        }
+
+    B can be smaller than the batch size when images were skipped (0 if all were).
+
+    Images of every PIL mode become RGB: alpha is composited on **white**; 16-bit greyscale is
+    scaled 65535 -> 255. Eval resizes (bilinear) to ``image_size``; train takes a random resized
+    crop (``random_resized_crop`` area range, aspect 3/4..4/3; None = plain resize) and a random
+    horizontal flip (``hflip``). Augmentation draws from torch's RNG only, so
+    ``seed_everything(seed, workers=True)`` makes runs reproducible.
+
+    ``image_size`` / ``image_mean`` / ``image_std`` default to the ``preprocessor`` checkpoint's
+    ``preprocessor_config.json`` when one is given, else 224 and the ImageNet statistics.
+
+    ``label_names`` (sorted class folder names, sorted unique train labels, or the ClassLabel
+    names) and ``num_classes`` are available right after construction, for linking into the
+    model. Under multi-process data parallelism val/test/predict loaders use an unpadded
+    distributed sampler, so every sample is evaluated exactly once.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        path_column: str = "path",
+        label_column: str = "label",
+        hf_dataset: str | None = None,
+        image_column: str = "image",
+        predict_dir: str | None = None,
+        image_size: int | list[int] | None = None,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        preprocessor: str | None = None,
+        random_resized_crop: tuple[float, float] | None = (0.08, 1.0),
+        hflip: bool = True,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        skip_bad_images: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        given = [name for name, v in (("root", root), ("train_file", train_file), ("hf_dataset", hf_dataset)) if v]
+        if len(given) > 1:
+            raise DataError(f"ImageDataModule: give one data source, not {' and '.join(given)}.")
+        if (val_file or test_file) and not train_file:
+            raise DataError("ImageDataModule: val_file/test_file need train_file (the train file defines the classes).")
+        self.root = root
+        self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
+        self.path_column, self.label_column = path_column, label_column
+        self.hf_dataset, self.image_column = hf_dataset, image_column
+        self.predict_dir = predict_dir
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.skip_bad_images = skip_bad_images
+        if random_resized_crop is not None:
+            lo, hi = random_resized_crop
+            if not 0 < lo <= hi <= 1:
+                raise DataError(
+                    f"random_resized_crop is {random_resized_crop!r}; expected [min, max] with 0 < min <= max <= 1."
+                )
+            random_resized_crop = (float(lo), float(hi))
+        self.random_resized_crop, self.hflip = random_resized_crop, hflip
+
+        from_pre = _read_preprocessor(preprocessor) if preprocessor else {}
+        # Explicit arguments win over the preprocessor's values, which win over the defaults.
+        self.image_size: tuple[int, int] = (
+            _size_pair(image_size) if image_size is not None
+            else from_pre.get("image_size", (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE))
+        )
+        self.image_mean: list[float] = (
+            _three_floats(image_mean, "image_mean") if image_mean is not None
+            else from_pre.get("image_mean", list(IMAGENET_MEAN))
+        )
+        self.image_std: list[float] = (
+            _three_floats(image_std, "image_std") if image_std is not None
+            else from_pre.get("image_std", list(IMAGENET_STD))
+        )
+        if any(s <= 0 for s in self.image_std):
+            raise DataError(f"image_std is {self.image_std}; every value must be positive.")
+
+        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._train_rows: list[src.TableRow] | None = None
+        self._records: dict[str, list[ImageRecord]] = {}
+        self._datasets: dict[str, ImageDataset] = {}
+        self._hf_splits: dict[str, Any] = {}  # split -> HF Dataset with the image column undecoded
+        self.label_names: list[str] = self._scan_label_names()
+        self.num_classes: int = len(self.label_names)
+
+    # ------------------------------------------------------------------ classes and records
+
+    def _scan_label_names(self) -> list[str]:
+        if self.root:
+            return src.folder_classes(self.root, "train")
+        if self.train_file:
+            self._train_rows = src.read_table(self.train_file, self.path_column, self.label_column)
+            return src.sort_labels({r.label for r in self._train_rows})
+        if self._hf is not None:
+            name, ds = src.hf_split(self._hf, self.hf_dataset, "train", required=True)
+            return src.hf_label_names(ds, self.hf_dataset, name, self.label_column)
+        return []  # predict_dir only: classes come from the model
+
+    def has_split(self, split: str) -> bool:
+        """Whether the data has a `split` ("train", "val", "test"); the CLI tests after fit only if so."""
+        if self.root:
+            return (Path(self.root) / split).is_dir()
+        if self.train_file or self.val_file or self.test_file:
+            return bool({"train": self.train_file, "val": self.val_file, "test": self.test_file}[split])
+        if self._hf is not None:
+            return src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+        return False
+
+    def _missing_split_error(self, split: str, needed_for: str) -> DataError:
+        if self.root:
+            what = f"the folder {Path(self.root) / split}"
+        elif self.hf_dataset:
+            what = f"a {' or '.join(repr(n) for n in src.HF_SPLIT_NAMES[split])} split in hf_dataset {self.hf_dataset}"
+        elif self.train_file:
+            what = f"{split}_file"
+        else:
+            what = "a data source (root, train_file or hf_dataset)"
+        return DataError(f"ImageDataModule: {needed_for} needs the {split} split, but {what} was not found/given.")
+
+    def records(self, split: str) -> list[ImageRecord]:
+        """Records of ``train``/``val``/``test``/``predict``, validated and cached."""
+        if split in self._records:
+            return self._records[split]
+        if split == "predict" and self.predict_dir:
+            records = src.predict_folder_records(self.predict_dir)
+        else:
+            split_ = "test" if split == "predict" else split
+            if not self.has_split(split_):
+                needed_for = "predict (without predict_dir)" if split == "predict" else split_
+                raise self._missing_split_error(split_, needed_for)
+            if self.root:
+                records = src.folder_records(self.root, split_, self.label_names)
+            elif self.train_file:
+                file = {"train": self.train_file, "val": self.val_file, "test": self.test_file}[split_]
+                if split_ == "train":
+                    rows = self._train_rows
+                else:
+                    rows = src.read_table(file, self.path_column, self.label_column)
+                records = src.table_records(file, rows, self.label_names, split_)
+            else:
+                records = self._hf_records(split_)
+        self._records[split] = records
+        return records
+
+    def _hf_records(self, split: str) -> list[ImageRecord]:
+        import datasets
+
+        name, ds = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+        ds = src.hf_prepare(ds, self.hf_dataset, name, self.image_column, self.label_column)
+        train_feature = src.hf_split(self._hf, self.hf_dataset, "train", required=True)[1].features[self.label_column]
+        feature = ds.features[self.label_column]
+        if isinstance(train_feature, datasets.ClassLabel) != isinstance(feature, datasets.ClassLabel) or (
+            isinstance(feature, datasets.ClassLabel) and list(feature.names) != self.label_names
+        ):
+            raise DataError(
+                f"hf_dataset {self.hf_dataset} split {name!r}: the {self.label_column!r} column is {feature}, "
+                f"but the train split's is {train_feature}; all splits must share the same labels."
+            )
+        self._hf_splits[split] = ds
+        return src.hf_records(ds, self.hf_dataset, name, self.label_column, self.label_names)
+
+    # ------------------------------------------------------------------------- Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.label_names and stage != "predict":
+            raise DataError(
+                "ImageDataModule: no training data given; set root, train_file or hf_dataset "
+                "(only predict works with predict_dir alone)."
+            )
+        if stage is None:  # everything that exists
+            needed = [s for s in ("train", "val", "test") if self.has_split(s)]
+        else:
+            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
+        for split in needed:
+            if split in self._datasets:
+                continue
+            if split in ("val", "test") and not self.has_split(split):
+                raise self._missing_split_error(split, "fit/validate" if split == "val" else "test")
+            records = self.records(split)
+            if not records:
+                raise DataError(f"ImageDataModule: the {split} split has no images.")
+            transform = ImageTransform(
+                self.image_size, self.image_mean, self.image_std, train=split == "train",
+                scale=self.random_resized_crop, hflip=self.hflip,
+            )
+            hf_split = "test" if split == "predict" else split
+            hf = self._hf_splits.get(hf_split) if records[0].row is not None else None
+            self._datasets[split] = ImageDataset(
+                records, transform, self.skip_bad_images, hf=hf, image_column=self.image_column,
+                hf_root=self.hf_dataset,
+            )
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self._datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
+        dataset = self._datasets[split]
+        sampler = None if train else distributed_eval_sampler(dataset, getattr(self, "trainer", None))
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=ImageCollate(self.image_size),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", train=False)
+
+    # ---------------------------------------------------------------------------- export
+
+    def preprocessor_config(self) -> dict[str, Any]:
+        """An HF image-processor dict (``preprocessor_config.json``) equivalent to the eval
+        transform, written next to exported models."""
+        height, width = self.image_size
+        return {
+            "image_processor_type": "ViTImageProcessor",
+            "do_convert_rgb": True,
+            "do_resize": True,
+            "size": {"height": height, "width": width},
+            "resample": 2,  # PIL bilinear
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+        }

@@ -1,0 +1,159 @@
+"""Decoding any PIL image to RGB, and the train / eval transforms of the image DataModule.
+
+Randomness comes only from torch's global generator (``torch.rand``/``torch.randint``), so
+``lightning.seed_everything(seed, workers=True)`` (or ``torch.manual_seed`` with
+``num_workers=0``) makes augmentation reproducible. Resizing is PIL bilinear, which is what a
+Hugging Face image processor with ``resample=2`` does, so exported models see the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lit_tasks.errors import DataError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The modes with an alpha channel and what they are composited from.
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+class BadImageError(DataError):
+    """An image that PIL cannot decode; the message names the file and what PIL said.
+
+    A :class:`lit_tasks.errors.DataError`, so the CLI shows it as one paragraph, also when a
+    DataLoader worker re-raises it."""
+
+
+def open_image(source: str | Path | bytes, name: str) -> Image.Image:
+    """Open and fully decode an image (a path or encoded bytes) and return it as RGB.
+
+    ``name`` is what error messages call the image (a path, "train.csv row 7: img.png", ...).
+    Decoding is forced here (``load()``), so a truncated file fails here and not later.
+    """
+    try:
+        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        with Image.open(fp) as img:
+            img.load()
+            return to_rgb(img)
+    except BadImageError:
+        raise
+    except FileNotFoundError as e:
+        raise BadImageError(f"{name}: the image file does not exist ({e.strerror}).") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise BadImageError(
+            f"{name}: cannot decode the image (PIL says: {type(e).__name__}: {e}). The file is "
+            "corrupt, truncated or not an image; replace or remove it, or set "
+            "skip_bad_images: true to skip such images (they are counted in batch['skipped'])."
+        ) from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB.
+
+    - alpha (RGBA, LA, palette with transparency): composited on a **white** background, so
+      transparent regions become white rather than whatever colour the hidden pixels hold;
+    - 16-bit greyscale (``I;16*``) and 32-bit integer (``I``) images: values are read as 16-bit
+      (0..65535, clipped) and scaled by 255/65535, so full scale maps to full scale;
+    - float (``F``): values in 0..1 are scaled by 255, otherwise clipped to 0..255;
+    - 1-bit, greyscale, palette, CMYK, YCbCr, LAB, HSV: PIL's own conversion to RGB.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img, dtype=np.float64)
+        a = np.clip(a, 0, 65535) * (255.0 / 65535.0)
+        return Image.fromarray(np.round(a).astype(np.uint8)).convert("RGB")
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        finite = a[np.isfinite(a)]
+        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
+            a = a * 255.0
+        a = np.clip(np.nan_to_num(a), 0, 255)
+        return Image.fromarray(np.round(a).astype(np.uint8)).convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def random_resized_crop_box(
+    width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
+    """A random crop box (left, top, right, bottom) covering a ``scale`` fraction of the image
+    area with aspect ratio (w/h) in ``ratio``, the aspect drawn log-uniformly.
+
+    Up to ten draws are tried; if none fits inside the image, the largest centred box whose
+    aspect ratio lies in ``ratio`` is returned.
+    """
+    area = width * height
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(()).item())
+        aspect = math.exp(log_lo + (log_hi - log_lo) * torch.rand(()).item())
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, ()).item())
+            left = int(torch.randint(0, width - w + 1, ()).item())
+            return left, top, left + w, top + h
+    aspect = width / height
+    if aspect < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif aspect > ratio[1]:
+        w, h = round(height * ratio[1]), height
+    else:
+        w, h = width, height
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+class ImageTransform:
+    """RGB PIL image -> normalised float tensor (3, H, W).
+
+    ``train=False``: bilinear resize to ``size``. ``train=True``: a random resized crop
+    (``scale`` range of the area, aspect 3/4..4/3) resized to ``size`` (or a plain resize when
+    ``scale`` is None), then a horizontal flip with probability 1/2 when ``hflip``.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        train: bool = False,
+        scale: tuple[float, float] | None = (0.08, 1.0),
+        hflip: bool = True,
+    ):
+        self.size = (int(size[0]), int(size[1]))  # (H, W)
+        self.train, self.scale, self.hflip = train, scale, hflip
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        h, w = self.size
+        box = None
+        if self.train and self.scale is not None:
+            box = random_resized_crop_box(img.width, img.height, self.scale)
+        if box is not None or img.size != (w, h):
+            img = img.resize((w, h), Image.Resampling.BILINEAR, box=box)
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
+        if self.train and self.hflip and torch.rand(()).item() < 0.5:
+            x = x.flip(-1)
+        return (x.float() / 255.0 - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        kind = "train" if self.train else "eval"
+        return f"ImageTransform({kind}, size={self.size}, scale={self.scale}, hflip={self.hflip})"

@@ -1,0 +1,35 @@
+"""Errors that mean "the user's input is wrong", as opposed to a bug in lit_tasks.
+
+The CLI prints these as one paragraph, without a traceback, and exits with status 2.
+Each message names the culprit (file, row, field or config key) and what was expected.
+"""
+
+from __future__ import annotations
+
+from lit_tasks.zoo.base import ConfigError, LoadError
+
+
+class DataError(ValueError):
+    """Unreadable or inconsistent data: a corrupt image, a missing column, an unknown label."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, or holds another model than the config builds."""
+
+
+USER_ERRORS = (ConfigError, LoadError, DataError, CheckpointError)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for our user errors, also when a DataLoader worker re-raised one for us."""
+    return isinstance(exc, USER_ERRORS)
+
+
+def user_message(exc: BaseException) -> str:
+    """The paragraph to show: the error text, without a worker's re-raised traceback."""
+    text = str(exc)
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the last line
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        last = lines[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text

@@ -1,0 +1,40 @@
+"""`python -m lit_tasks export --ckpt_path CKPT --out DIR`: a checkpoint as an HF-format folder.
+
+The folder holds config.json (with the label names), model.safetensors in HF key names
+and preprocessor_config.json, so `transformers` and any HF-format tool load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lit_tasks import zoo
+from lit_tasks.checkpoint_io import load_checkpoint_file
+from lit_tasks.errors import CheckpointError
+
+NET_PREFIX = "net."  # where tasks keep the zoo network
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+    checkpoint = load_checkpoint_file(ckpt_path)
+    meta = checkpoint.get("lit_tasks") or {}
+    if "spec" not in meta:
+        raise CheckpointError(f"{ckpt_path}: no lit_tasks model description in this checkpoint; it cannot be exported")
+    model = zoo.from_spec(meta["spec"])
+    state = {k[len(NET_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(NET_PREFIX)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{ckpt_path}: weights do not fit the stored model (missing {missing}, unexpected {unexpected})")
+    out_dir = Path(out_dir)
+    zoo.save_pretrained(model, out_dir, label_names=meta.get("label_names"), preprocessor=meta.get("preprocessor"))
+    return out_dir
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lit_tasks export", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by fit (e.g. runs/.../checkpoints/best.ckpt)")
+    parser.add_argument("--out", required=True, help="folder to write (created; files in it are replaced)")
+    args = parser.parse_args(argv)
+    out = export_checkpoint(args.ckpt_path, args.out)
+    print(f"exported {args.ckpt_path} to {out}/ (config.json, model.safetensors, preprocessor_config.json)")

@@ -1,0 +1,77 @@
+"""Where a run lives: `<root>/<name>/<version>/` with config, results, checkpoints, logs and plots.
+
+    runs/convnext_fashion_mnist/2026-11-25_10-42-39/
+        config.yaml        the resolved config of the first command run here
+        results.json       final and best metrics, checkpoints, versions, timing
+        checkpoints/       best.ckpt, last.ckpt
+        logs/metrics.csv   CSV logger;   wandb/   the wandb (offline) run
+        curves.png, confusion_matrix.png, predictions.jsonl
+
+`--ckpt_path last|best` without `--run.dir` means: the newest run of this name that has one.
+All processes of a distributed job must agree on the folder: the first process exports
+it in LIT_TASKS_RUN_DIR (inherited by the processes Lightning launches); under SLURM the
+job id names the version, so every task of the job computes the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from lit_tasks.errors import CheckpointError
+
+ENV_VAR = "LIT_TASKS_RUN_DIR"
+CKPT_ALIASES = ("best", "last")
+
+
+def new_version() -> str:
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        array_task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        return f"slurm-{job}" + (f"_{array_task}" if array_task else "")
+    return time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def checkpoint_path(run_dir: Path, alias: str) -> Path:
+    return run_dir / "checkpoints" / f"{alias}.ckpt"
+
+
+def find_run_with(root: Path, name: str, alias: str) -> Path:
+    """The newest run under root/name holding checkpoints/<alias>.ckpt, or a CheckpointError."""
+    runs = root / name
+    candidates = [d for d in runs.iterdir() if checkpoint_path(d, alias).is_file()] if runs.is_dir() else []
+    if not candidates:
+        raise CheckpointError(
+            f"--ckpt_path {alias}: no run under {runs}/ has a checkpoints/{alias}.ckpt yet "
+            f"(train first, or pass --run.dir or a checkpoint file)"
+        )
+    return max(candidates, key=lambda d: checkpoint_path(d, alias).stat().st_mtime)
+
+
+def resolve(root: str, name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[Path, str | None]:
+    """Decide the run folder and the checkpoint file for one command.
+
+    Returns (run_dir, ckpt_path) with aliases `best`/`last` turned into files.
+    """
+    inherited = os.environ.get(ENV_VAR)
+    if inherited:
+        chosen = Path(inherited)
+    elif run_dir:
+        chosen = Path(run_dir)
+    elif ckpt_path in CKPT_ALIASES:
+        chosen = find_run_with(Path(root), name, ckpt_path)
+    elif ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
+        chosen = Path(ckpt_path).parent.parent  # a checkpoint inside a run folder: keep writing there
+    else:
+        chosen = Path(root) / name / new_version()
+    if ckpt_path in CKPT_ALIASES:
+        file = checkpoint_path(chosen, ckpt_path)
+        if not file.is_file():
+            raise CheckpointError(f"--ckpt_path {ckpt_path}: {file} does not exist yet")
+        ckpt_path = str(file)
+    elif ckpt_path and not Path(ckpt_path).is_file():
+        raise CheckpointError(f"--ckpt_path {ckpt_path}: no such file")
+    chosen.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV_VAR] = str(chosen.resolve())
+    return chosen.resolve(), ckpt_path

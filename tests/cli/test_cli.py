@@ -1,0 +1,121 @@
+"""The command line: help, config errors, every recipe loads, run folder contents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import REPO, run_cli, tiny_args
+
+from lit_tasks.cli import LitTasksCLI, main
+
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def test_top_level_help_is_short(capsys):
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert "fit" in out and "export" in out and "--config" in out
+    assert len(out.splitlines()) < 20
+
+
+def test_wrong_model_key_is_one_short_error(tmp_path, capsys, image_folder):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *tiny_args(image_folder, tmp_path), "--model.lrr", "0.1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "lrr" in err and "model" in err
+    assert len(err.strip().splitlines()) <= 3
+
+
+def test_wrong_key_in_config_file_names_it(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text((REPO / "configs/image_classification/convnext_fashion_mnist.yaml").read_text()
+                      .replace("max_epochs:", "max_epochz:"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "max_epochz" in err and len(err.strip().splitlines()) <= 3
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO)) for c in CONFIGS])
+def test_every_recipe_instantiates(config, tmp_path, monkeypatch):
+    """Each configs/ file parses against the real signatures and builds model, data and trainer."""
+    monkeypatch.chdir(REPO)
+    text = config.read_text()
+    assert "command:" in text and "expected:" in text, "a recipe states its command and expected metric"
+    cli = LitTasksCLI(args=["--config", str(config), "--run.root", str(tmp_path), "--run.loggers", "[csv]"], run=False)
+    assert cli.model.hparams.num_classes == cli.datamodule.num_classes
+    assert list(cli.model.label_names) == list(cli.datamodule.label_names)
+    assert cli.trainer.max_epochs >= 1
+
+
+def test_fit_leaves_a_complete_run_folder(tmp_path, image_folder):
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "finished"
+    assert results["commands"] == ["fit", "test"]
+    for key in ("val/acc", "val/f1", "val/top3_acc", "test/acc", "test/f1", "train/loss"):
+        assert key in results["metrics"], key
+    assert results["best"]["monitor"] == "val/acc"
+    assert Path(results["checkpoints"]["best"]).is_file() and Path(results["checkpoints"]["last"]).is_file()
+    assert results["config"]["model"]["init_args"]["num_classes"] == 3
+    assert results["seed"] == 42 and results["versions"]["torch"]
+    assert results["throughput"]["train_samples_per_s"] > 0 and results["wall_time_s"]["fit"] > 0
+    assert len(results["history"]) == 2
+    for name in ("config.yaml", "curves.png", "confusion_matrix.png", "test_confusion_matrix.png", "logs/metrics.csv"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_validate_best_and_resume_last(tmp_path, image_folder):
+    args = tiny_args(image_folder, tmp_path)
+    assert run_cli("fit", *args, "--trainer.max_epochs", "1").returncode == 0
+    validated = run_cli("validate", *args, "--ckpt_path", "best")
+    assert validated.returncode == 0, validated.stderr[-3000:]
+    resumed = run_cli("fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run_dir,) = (tmp_path / "tiny").iterdir()  # resumed in the same folder
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [row["epoch"] for row in results["history"]] == [0, 1]
+    assert results["commands"] == ["fit", "test", "validate", "fit", "test"]
+
+
+def test_ckpt_last_without_checkpoint_is_clear(tmp_path, image_folder):
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--ckpt_path", "last")
+    assert result.returncode == 2
+    assert "no run under" in result.stderr and "last.ckpt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_predict_writes_label_names(tmp_path, image_folder):
+    args = tiny_args(image_folder, tmp_path)
+    assert run_cli("fit", *args, "--trainer.max_epochs", "1").returncode == 0
+    result = run_cli("predict", *args, "--ckpt_path", "best")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12  # the test split: 4 images x 3 classes
+    assert {row["label"] for row in rows} <= {"circle", "square", "stripes"}
+    assert all(row["path"].endswith(".png") and 0 <= row["score"] <= 1 for row in rows)
+
+
+def test_wandb_offline_run_gets_media(tmp_path, image_folder, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = [a if a != "[csv]" else "[wandb, csv]" for a in tiny_args(image_folder, tmp_path)]
+    result = run_cli("fit", *args, "--trainer.max_epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    images = {p.name.split("_")[0] for p in wandb_run.rglob("media/images/**/*.png")}
+    assert {"confusion", "predictions"} <= images, images
+    assert (run_dir / "wandb_run_id").read_text().strip() in wandb_run.name
+
+
+def test_equals_form_overrides(tmp_path, image_folder):
+    cli = LitTasksCLI(args=[*tiny_args(image_folder, tmp_path), "--model.lr=3e-4", "--data.batch_size=5",
+                            "--trainer.max_epochs=3"], run=False)
+    assert cli.model.lr == 3e-4 and cli.datamodule.batch_size == 5 and cli.trainer.max_epochs == 3
