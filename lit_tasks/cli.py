@@ -149,14 +149,33 @@ class LitTasksCLI(LightningCLI):
         init_args.update({k: v for k, v in self.model.hparams.items() if k not in init_args})
         return config
 
-    # -- fit, then test --------------------------------------------------------------------
+    # -- fit, then test; a closing summary ---------------------------------------------------
     def after_fit(self) -> None:
-        if not self.config.fit.run.test_after_fit or self.trainer.interrupted:
+        if self.config.fit.run.test_after_fit and not self.trainer.interrupted \
+                and getattr(self.datamodule, "has_split", lambda split: True)("test"):
+            best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        self._summary()
+
+    def after_validate(self) -> None:
+        self._summary()
+
+    def after_test(self) -> None:
+        self._summary()
+
+    def after_predict(self) -> None:
+        self._summary()
+
+    def _summary(self) -> None:
+        """Where the run is, and its headline metrics, as the last lines printed."""
+        if not self.trainer.is_global_zero:
             return
-        if not getattr(self.datamodule, "has_split", lambda split: True)("test"):
-            return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        results = self.run_dir / "results.json"
+        metrics = json.loads(results.read_text()).get("metrics", {}) if results.is_file() else {}
+        headline = {k: v for k, v in metrics.items() if k.split("/")[0] in ("val", "test") and isinstance(v, float)}
+        print(f"\nrun folder: {self.run_dir}")
+        if headline:
+            print("  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(headline.items())))
 
 
 EXTRA_COMMANDS = ("export",)

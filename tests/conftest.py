@@ -25,5 +25,7 @@ def image_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def plain_argv(monkeypatch):
-    """In-process CLI calls get their arguments explicitly, not pytest's."""
+    """In-process CLI calls get their arguments explicitly, not pytest's, and no run folder
+    chosen by an earlier in-process call."""
     monkeypatch.setattr("sys.argv", ["lit_tasks"])
+    monkeypatch.delenv("LIT_TASKS_RUN_DIR", raising=False)

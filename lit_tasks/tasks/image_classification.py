@@ -15,6 +15,7 @@ from lit_tasks.tasks.base import TaskModule
 from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
+SAMPLES = 16  # images in the sample-prediction grid
 
 
 class ImageClassification(TaskModule):
@@ -74,7 +75,7 @@ class ImageClassification(TaskModule):
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in STAGES})
         self.losses = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})  # sample-weighted under DDP
         self.confusion = torch.nn.ModuleDict({stage: MulticlassConfusionMatrix(num_classes) for stage in ("val", "test")})
-        self._samples: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._samples: dict[str, tuple[list[torch.Tensor], list[int], list[int]]] = {}
         self._confusion: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -116,9 +117,18 @@ class ImageClassification(TaskModule):
         self.log_dict(stage_metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
         if stage in self.confusion:
             self.confusion[stage].update(logits, labels)
-            if stage not in self._samples:
-                self._samples[stage] = (batch["pixel_values"][:16].cpu(), labels[:16].cpu(), logits[:16].argmax(-1).cpu())
+            self._keep_samples(stage, batch["pixel_values"], labels, logits)
         return loss
+
+    def _keep_samples(self, stage: str, pixels: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor) -> None:
+        """Two images of each batch (the first and the middle one) until SAMPLES are kept, so the
+        grid spans the split even when it is ordered by class."""
+        images, true, pred = self._samples.get(stage, ([], [], []))
+        for i in sorted({0, labels.shape[0] // 2})[: SAMPLES - len(images)]:
+            images.append(pixels[i].cpu())
+            true.append(int(labels[i]))
+            pred.append(int(logits[i].argmax()))
+        self._samples[stage] = (images, true, pred)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         return self._step(batch, "train")
@@ -163,7 +173,9 @@ class ImageClassification(TaskModule):
         if stage in self._confusion:
             figs["confusion_matrix"] = plots.confusion_matrix(self._confusion[stage], self.label_names)
         if stage in self._samples:
-            figs["predictions"] = plots.prediction_grid(*self._samples[stage], self.label_names)
+            images, true, pred = self._samples[stage]
+            figs["predictions"] = plots.prediction_grid(torch.stack(images), torch.tensor(true), torch.tensor(pred),
+                                                        self.label_names)
         return figs
 
     def layer_depth(self, name: str) -> tuple[int, int]:

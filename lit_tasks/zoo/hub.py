@@ -120,6 +120,39 @@ def _head_mismatch(head: dict[str, Tensor], num_features: int) -> list[str]:
     return [f"classifier.weight/bias: checkpoint {tuple(weight.shape)}/{tuple(bias.shape)} vs model (K, {num_features})/(K,)"]
 
 
+def check_weights(
+    expected: dict[str, tuple[int, ...]],
+    given: dict[str, Tensor],
+    folder: str | Path,
+    what: str,
+    shown_prefix: str = "",
+    unexpected: list[str] | None = None,
+    missing: list[str] | None = None,
+    mismatched: list[str] | None = None,
+) -> None:
+    """Strict loading's check: every expected tensor given with its shape, nothing left over.
+
+    `expected` maps HF key names to the model's shapes, `given` holds the checkpoint's
+    tensors under the same names; `shown_prefix` is put in front of names in the message
+    (the checkpoint's own spelling). Extra problems found by the caller can be passed in.
+    Raises a LoadError naming the folder and listing missing / unexpected / mismatched keys.
+    """
+    missing = [*(missing or []), *(shown_prefix + k for k in expected if k not in given)]
+    unexpected = [*(unexpected or []), *(shown_prefix + k for k in given if k not in expected)]
+    mismatched = [
+        *(mismatched or []),
+        *(f"{shown_prefix}{k}: checkpoint {tuple(t.shape)} vs model {expected[k]}"
+          for k, t in given.items() if k in expected and tuple(t.shape) != expected[k]),
+    ]
+    if missing or unexpected or mismatched:
+        problems = [
+            f"{label} {_listing(keys)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+            if keys
+        ]
+        raise LoadError(f"{Path(folder)}: the weights do not fit {what} (names as in the checkpoint): {'; '.join(problems)}")
+
+
 def load_pretrained(path: str | Path, family: ModuleType, num_classes: int | None = None) -> Backbone | ImageClassifier:
     """Build `family`'s model from the folder's config.json and load its weights strictly.
 
@@ -154,26 +187,10 @@ def load_pretrained(path: str | Path, family: ModuleType, num_classes: int | Non
             del base[key]
 
     expected = {k: tuple(v.shape) for k, v in family.ours_to_hf(backbone.state_dict()).items()}
-    missing = [shown_prefix + k for k in expected if k not in base]
-    unexpected += [shown_prefix + k for k in base if k not in expected]
-    mismatched = [
-        f"{shown_prefix}{k}: checkpoint {tuple(t.shape)} vs model {expected[k]}"
-        for k, t in base.items()
-        if k in expected and tuple(t.shape) != expected[k]
-    ]
-    if head:
-        missing += [k for k in HEAD_KEYS if k not in head]
-        mismatched += _head_mismatch(head, backbone.num_features)
-    if missing or unexpected or mismatched:
-        problems = [
-            f"{label} {_listing(keys)}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
-            if keys
-        ]
-        raise LoadError(
-            f"{folder}: the weights do not fit the {backbone.family} model built from its {CONFIG_FILE} "
-            f"(names as in the checkpoint): {'; '.join(problems)}"
-        )
+    extra_missing = [k for k in HEAD_KEYS if k not in head] if head else []
+    extra_mismatched = _head_mismatch(head, backbone.num_features) if head else []
+    check_weights(expected, base, folder, f"the {backbone.family} model built from its {CONFIG_FILE}",
+                  shown_prefix=shown_prefix, unexpected=unexpected, missing=extra_missing, mismatched=extra_mismatched)
     backbone.load_state_dict(family.hf_to_ours(base), strict=True)
 
     found = head["classifier.weight"].shape[0] if head else None
