@@ -144,9 +144,10 @@ class LitTasksCLI(LightningCLI):
 
     def _plain_config(self) -> dict[str, Any]:
         """The resolved config as plain data, with the values links filled in (num_classes, ...)."""
-        config = self._config(json.loads(self.parser.dump(self.config, format="json", skip_none=False)))
+        dumped = self.parser.dump(self.config, format="json", skip_none=False, skip_link_targets=False)
+        config = self._config(json.loads(dumped))
         init_args = config.get("model", {}).setdefault("init_args", {})
-        init_args.update({k: v for k, v in self.model.hparams.items() if k not in init_args})
+        init_args.update({k: v for k, v in self.model.hparams.items() if not k.startswith("_")})  # as built
         return config
 
     # -- fit, then test; a closing summary ---------------------------------------------------

@@ -6,6 +6,9 @@
      "versions": {...}, "wall_time_s": {"fit": ..}, "throughput": {"train_samples_per_s": ..},
      "skipped_samples": {"count": 0, "paths": []}, "history": [{"epoch": 0, ...}, ...]}
 
+`skipped_samples` counts distinct unreadable files met by global rank 0 (under DDP each
+rank meets its own shard's; the log of every rank names them).
+
 Every fit / validate / test merges its part into the run folder's file, so `fit` followed
 by `test` (or a resumed fit) leaves one file with everything. Only global rank 0 writes.
 """
@@ -72,8 +75,8 @@ class ResultsWriter(Callback):
         self.monitor, self.mode = monitor
         self.results: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.history: list[dict[str, Any]] = self.results.get("history", [])
-        self.skipped: list[str] = self.results.get("skipped_samples", {}).get("paths", [])
-        self.skipped_count: int = self.results.get("skipped_samples", {}).get("count", 0)
+        # distinct unreadable samples seen by this process (each epoch meets them again)
+        self.skipped: set[str] = set(self.results.get("skipped_samples", {}).get("paths", []))
         self._started: dict[str, float] = {}
         self._train_seconds = 0.0
         self._train_samples = 0
@@ -87,9 +90,7 @@ class ResultsWriter(Callback):
 
     def _count_skips(self, batch: Any) -> None:
         if isinstance(batch, dict) and batch.get("skipped"):
-            self.skipped_count += len(batch["skipped"])
-            room = MAX_LISTED_SKIPS - len(self.skipped)
-            self.skipped.extend(batch["skipped"][: max(room, 0)])
+            self.skipped.update(batch["skipped"])
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start(trainer, "fit")
@@ -178,7 +179,7 @@ class ResultsWriter(Callback):
         results["world_size"] = trainer.world_size
         if self._train_seconds > 0:
             results["throughput"] = {"train_samples_per_s": round(self._train_samples / self._train_seconds, 2)}
-        results["skipped_samples"] = {"count": self.skipped_count, "paths": self.skipped}
+        results["skipped_samples"] = {"count": len(self.skipped), "paths": sorted(self.skipped)[:MAX_LISTED_SKIPS]}
         results["history"] = self.history
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(results, self.path)

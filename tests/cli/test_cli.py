@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import REPO, run_cli, tiny_args
 
 from lit_tasks.cli import LitTasksCLI, main
@@ -119,3 +120,31 @@ def test_equals_form_overrides(tmp_path, image_folder):
     cli = LitTasksCLI(args=[*tiny_args(image_folder, tmp_path), "--model.lr=3e-4", "--data.batch_size=5",
                             "--trainer.max_epochs=3"], run=False)
     assert cli.model.lr == 3e-4 and cli.datamodule.batch_size == 5 and cli.trainer.max_epochs == 3
+
+
+def test_fine_tune_from_hf_folder_uses_its_preprocessor_and_new_head(tmp_path, image_folder):
+    from lit_tasks import zoo
+
+    folder = tmp_path / "pretrained"
+    zoo.save_pretrained(zoo.build_classifier("vit-test", num_classes=7), folder,
+                        preprocessor={"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5, 0.5, 0.5]})
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--model.init_from", str(folder),
+                     "--trainer.max_epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "7-class head" in result.stderr and "3-class head is freshly initialised" in result.stderr
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    config = json.loads((run_dir / "results.json").read_text())["config"]
+    assert config["data"]["init_args"]["preprocessor"] == str(folder)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["lit_tasks"]["preprocessor"]["image_mean"] == [0.1, 0.2, 0.3]
+
+
+def test_skipped_images_are_counted_in_results(tmp_path, image_folder):
+    bad = image_folder / "train" / "circle" / "2.png"
+    bad.write_bytes(b"not a png")
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--data.skip_bad_images", "true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(bad) in result.stderr  # logged
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    skipped = json.loads((run_dir / "results.json").read_text())["skipped_samples"]
+    assert skipped == {"count": 1, "paths": [str(bad)]}  # two epochs meet it twice; one file
