@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -153,6 +154,33 @@ def check_weights(
         raise LoadError(f"{Path(folder)}: the weights do not fit {what} (names as in the checkpoint): {'; '.join(problems)}")
 
 
+def split_weights(
+    weights: dict[str, Tensor], prefix: str, head_of: Callable[[str], str | None]
+) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]], list[str], str]:
+    """Sort a checkpoint's tensors into the base model's and each head's.
+
+    A task checkpoint keeps the base model under `prefix` (e.g. "vit.") beside its head
+    tensors; a base checkpoint has no prefix. `head_of(key)` names the head a key belongs
+    to, or None. Returns (base tensors with the prefix removed, {head: tensors}, keys that
+    belong nowhere, the prefix as the checkpoint spells base keys: `prefix` or "").
+    """
+    prefixed = any(k.startswith(prefix) for k in weights)
+    base: dict[str, Tensor] = {}
+    heads: dict[str, dict[str, Tensor]] = {}
+    unexpected: list[str] = []
+    for key, tensor in weights.items():
+        owner = head_of(key)
+        if owner is not None:
+            heads.setdefault(owner, {})[key] = tensor
+        elif not prefixed:
+            base[key] = tensor
+        elif key.startswith(prefix):
+            base[key[len(prefix):]] = tensor
+        else:
+            unexpected.append(key)
+    return base, heads, unexpected, prefix if prefixed else ""
+
+
 def load_pretrained(path: str | Path, family: ModuleType, num_classes: int | None = None) -> Backbone | ImageClassifier:
     """Build `family`'s model from the folder's config.json and load its weights strictly.
 
@@ -167,19 +195,10 @@ def load_pretrained(path: str | Path, family: ModuleType, num_classes: int | Non
     backbone = family.MODEL(config)
     weights = read_weights(folder)
 
-    prefix = family.HF_BASE_PREFIX + "."
-    prefixed = any(k.startswith(prefix) for k in weights)
-    shown_prefix = prefix if prefixed else ""
-    base, head, unexpected = {}, {}, []
-    for key, tensor in weights.items():
-        if key in HEAD_KEYS:
-            head[key] = tensor
-        elif not prefixed:
-            base[key] = tensor
-        elif key.startswith(prefix):
-            base[key[len(prefix):]] = tensor
-        else:
-            unexpected.append(key)
+    base, heads, unexpected, shown_prefix = split_weights(
+        weights, family.HF_BASE_PREFIX + ".", lambda key: "classifier" if key in HEAD_KEYS else None
+    )
+    head = heads.get("classifier", {})
     ignored = [k for k in base if any(re.fullmatch(p, k) for p in family.IGNORED_HF_KEYS)]
     if ignored:
         log.info("%s: ignoring %d tensor(s) the %s model does not use: %s", folder, len(ignored), backbone.family, _listing(ignored))
