@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+import yaml
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -111,9 +112,17 @@ class LitTasksCLI(LightningCLI):
         self.run_name = name
         config.run.dir = str(self.run_dir)
         config_file = self.run_dir / "config.yaml"
-        if self.subcommand in ("fit", None) or not config_file.exists():
-            if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-                self.parser.save(self.config, config_file, skip_none=False, overwrite=True, multifile=False)
+        if (self.subcommand in ("fit", None) or not config_file.exists()) and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            self._save_config(config_file)
+
+    def _save_config(self, path: Path) -> None:
+        """The resolved config, reusable as `--config` by any command (same run name, new folder)."""
+        data = self._config(yaml.safe_load(self.parser.dump(self.config, skip_none=False)))
+        data.pop("config", None)
+        data.pop("ckpt_path", None)
+        data["run"].update(name=self.run_name, dir=None)
+        header = f"# resolved config of {self.run_dir}\n# rerun: python -m lit_tasks fit --config {path}\n"
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
 
     @staticmethod
     def _config_stem(config: Any) -> str | None:

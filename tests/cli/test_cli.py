@@ -75,11 +75,13 @@ def test_fit_leaves_a_complete_run_folder(tmp_path, image_folder):
 def test_validate_best_and_resume_last(tmp_path, image_folder):
     args = tiny_args(image_folder, tmp_path)
     assert run_cli("fit", *args, "--trainer.max_epochs", "1").returncode == 0
-    validated = run_cli("validate", *args, "--ckpt_path", "best")
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    # the run's saved config is a complete recipe: validate from it alone
+    validated = run_cli("validate", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "best")
     assert validated.returncode == 0, validated.stderr[-3000:]
     resumed = run_cli("fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    (run_dir,) = (tmp_path / "tiny").iterdir()  # resumed in the same folder
+    assert [d.name for d in (tmp_path / "tiny").iterdir()] == [run_dir.name]  # resumed in the same folder
     results = json.loads((run_dir / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1]
     assert results["commands"] == ["fit", "test", "validate", "fit", "test"]
