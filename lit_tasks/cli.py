@@ -8,6 +8,7 @@ the run folder (`run.*`), default loggers, checkpoints, results.json and figures
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -25,11 +26,12 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lit_tasks import run_dir as runs
 from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter
 from lit_tasks.checkpoint_io import AtomicCheckpointIO
-from lit_tasks.errors import is_user_error, user_message
+from lit_tasks.errors import find_user_error, user_message
 from lit_tasks.loggers import build_loggers
 
 USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE [--key value ...]
        python -m lit_tasks export --ckpt_path CKPT --out DIR
+       python -m lit_tasks sweep sweeps/FILE.yaml --count N   (a wandb sweep, run locally, offline)
 
   fit        train (then test the best checkpoint when the data has a test split)
   validate   evaluate on the validation split       test   evaluate on the test split
@@ -188,7 +190,8 @@ class LitTasksCLI(LightningCLI):
             print("  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(headline.items())))
 
 
-EXTRA_COMMANDS = ("export",)
+# Commands beside LightningCLI's: name -> module with a `main(argv)`, imported when used.
+COMMANDS = {"export": "lit_tasks.export", "sweep": "lit_tasks.sweep"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,16 +202,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     inherited = runs.ENV_VAR in os.environ
     try:
-        if argv[0] == "export":
-            from lit_tasks.export import main as export_main
-
-            export_main(argv[1:])
+        if argv[0] in COMMANDS:
+            importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         else:
             LitTasksCLI(args=None if from_command_line else argv)
     except Exception as exc:
-        if not is_user_error(exc):
+        user_error = find_user_error(exc)
+        if user_error is None:
             raise
-        sys.stderr.write(f"lit_tasks: error: {user_message(exc)}\n")
+        sys.stderr.write(f"lit_tasks: error: {user_message(user_error)}\n")
         sys.exit(2)
     finally:
         if not inherited:

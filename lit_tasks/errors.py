@@ -17,12 +17,23 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, or holds another model than the config builds."""
 
 
-USER_ERRORS = (ConfigError, LoadError, DataError, CheckpointError)
+class SweepError(ValueError):
+    """A sweep file or sweep command line that cannot be run: names the file and the key."""
 
 
-def is_user_error(exc: BaseException) -> bool:
-    """True for our user errors, also when a DataLoader worker re-raised one for us."""
-    return isinstance(exc, USER_ERRORS)
+USER_ERRORS = (ConfigError, LoadError, DataError, CheckpointError, SweepError)
+
+
+def find_user_error(exc: BaseException) -> BaseException | None:
+    """Our user error behind `exc`: itself, or the cause of a wrapper (jsonargparse wraps errors
+    raised while it builds the classes). A DataLoader worker re-raises ours as the same type."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def user_message(exc: BaseException) -> str:

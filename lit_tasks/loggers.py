@@ -38,7 +38,9 @@ def build_loggers(names: list[str], run_dir: Path, run_name: str, project: str) 
             loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version=""))
         elif name == "wandb":
             id_file = run_dir / "wandb_run_id"
-            if id_file.is_file():
+            if os.environ.get("WANDB_RUN_ID"):  # a wandb agent (sweep) chose the run
+                run_id = os.environ["WANDB_RUN_ID"]
+            elif id_file.is_file():
                 run_id = id_file.read_text().strip()
             else:
                 run_id = secrets.token_hex(6)

@@ -1,8 +1,18 @@
 """LightningDataModules per modality, their transforms and samplers."""
 
+from lit_tasks.data.audio import AudioDataModule, BucketBatchSampler
 from lit_tasks.data.image import ImageDataModule
 from lit_tasks.data.image_transforms import BadImageError
 from lit_tasks.data.samplers import UnpaddedDistributedSampler
+from lit_tasks.data.text import TextDataModule
 from lit_tasks.errors import DataError
 
-__all__ = ["BadImageError", "DataError", "ImageDataModule", "UnpaddedDistributedSampler"]
+__all__ = [
+    "AudioDataModule",
+    "BadImageError",
+    "BucketBatchSampler",
+    "DataError",
+    "ImageDataModule",
+    "TextDataModule",
+    "UnpaddedDistributedSampler",
+]

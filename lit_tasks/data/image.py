@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_tasks.data import image_sources as src
+from lit_tasks.data.base import SplitDataModule, read_preprocessor_json
 from lit_tasks.data.image_sources import DataError, ImageRecord
 from lit_tasks.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, BadImageError, ImageTransform, open_image
 from lit_tasks.data.samplers import distributed_eval_sampler
@@ -105,26 +104,9 @@ def _read_preprocessor(path: str) -> dict[str, Any]:
     ``model.init_from`` here). A checkpoint folder without the JSON gives a warning and {}: the
     explicit arguments or the defaults are used. A path that does not exist is an error.
     """
-    given = Path(path).expanduser()
-    if not given.exists():
-        raise DataError(
-            f"preprocessor: {given} does not exist; expected a checkpoint folder holding "
-            "preprocessor_config.json, or the JSON file itself."
-        )
-    folder = given if given.is_dir() else given.parent
-    file = given if given.suffix == ".json" else folder / "preprocessor_config.json"
-    if not file.is_file():
-        log.warning(
-            "preprocessor: %s has no preprocessor_config.json; using image_size/image_mean/image_std "
-            "as given (defaults: %d and the ImageNet statistics).", given, DEFAULT_IMAGE_SIZE,
-        )
-        return {}
-    try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"preprocessor: {file} is not valid JSON ({e}).") from None
-    if not isinstance(cfg, dict):
-        raise DataError(f"preprocessor: {file} holds {type(cfg).__name__}; expected a JSON object.")
+    cfg, file = read_preprocessor_json(
+        path, f"image_size/image_mean/image_std as given (defaults: {DEFAULT_IMAGE_SIZE} and the ImageNet statistics)"
+    )
     out: dict[str, Any] = {}
     if cfg.get("do_normalize", True) is False:
         out["image_mean"], out["image_std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
@@ -168,7 +150,7 @@ def _size_pair(value: int | list[int] | tuple[int, ...]) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitDataModule):
     """Image classification data from one of three sources, yielding model-agnostic batches.
 
     Sources (give exactly one of ``root``, ``train_file`` or ``hf_dataset``):
@@ -388,7 +370,8 @@ class ImageDataModule(L.LightningDataModule):
                 hf_root=self.hf_dataset,
             )
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
         if split not in self._datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
         dataset = self._datasets[split]
@@ -404,18 +387,6 @@ class ImageDataModule(L.LightningDataModule):
             collate_fn=ImageCollate(self.image_size),
             drop_last=False,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", train=False)
 
     # ---------------------------------------------------------------------------- export
 

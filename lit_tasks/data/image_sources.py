@@ -18,14 +18,13 @@ Layouts:
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
 from lit_tasks.errors import DataError  # the CLI prints these as one paragraph, no traceback
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
-TABLE_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 HF_SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val"), "test": ("test",)}
 
 
@@ -57,11 +55,6 @@ def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _preview(items: list[str], n: int = 5) -> str:
-    shown = ", ".join(repr(x) for x in items[:n])
-    return shown + (f", ... ({len(items)} in all)" if len(items) > n else "")
-
-
 def sort_labels(labels: set[str]) -> list[str]:
     """Sorted class names: numerically when every label is an integer ("2" before "10")."""
     try:
@@ -78,7 +71,7 @@ def folder_classes(root: str | Path, split: str) -> list[str]:
     split_dir = Path(root) / split
     if not split_dir.is_dir():
         if Path(root).is_dir():
-            found = _preview(sorted(p.name for p in Path(root).iterdir())) or "nothing"
+            found = preview(sorted(p.name for p in Path(root).iterdir())) or "nothing"
         else:
             found = "nothing (the root folder does not exist)"
         raise DataError(
@@ -88,7 +81,7 @@ def folder_classes(root: str | Path, split: str) -> list[str]:
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         stray = sorted(p.name for p in split_dir.iterdir() if p.is_file() and _is_image(p.name))
-        hint = f" It holds image files directly ({_preview(stray)}); put them in one folder per class." if stray else ""
+        hint = f" It holds image files directly ({preview(stray)}); put them in one folder per class." if stray else ""
         raise DataError(f"Image folder layout: {split_dir} has no class sub-folders.{hint}")
     return classes
 
@@ -114,13 +107,13 @@ def folder_records(root: str | Path, split: str, label_names: list[str]) -> list
         missing = sorted(set(label_names) - set(classes))
         parts = []
         if extra:
-            parts.append(f"class folder(s) {_preview(extra)} that train/ lacks")
+            parts.append(f"class folder(s) {preview(extra)} that train/ lacks")
         if missing:
-            parts.append(f"no folder for train class(es) {_preview(missing)}")
+            parts.append(f"no folder for train class(es) {preview(missing)}")
         raise DataError(
             f"Image folder layout: {split_dir} has {' and '.join(parts)}. Every split must have "
             f"one folder per class, named as in {Path(root) / 'train'} ({len(label_names)} classes: "
-            f"{_preview(label_names)}). An empty class is not allowed either."
+            f"{preview(label_names)}). An empty class is not allowed either."
         )
     records: list[ImageRecord] = []
     ignored: list[str] = []
@@ -131,13 +124,13 @@ def folder_records(root: str | Path, split: str, label_names: list[str]) -> list
             raise DataError(
                 f"Image folder layout: the class folder {split_dir / name} has no image files "
                 f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, recursively"
-                + (f"; found only {_preview([os.path.basename(o) for o in others])}" if others else "")
+                + (f"; found only {preview([os.path.basename(o) for o in others])}" if others else "")
                 + "). Add images or remove the folder from every split."
             )
         records += [ImageRecord(path=p, label=index, where=p) for p in images]
     if ignored:
         log.warning(
-            "%s: ignored %d file(s) without an image extension: %s", split_dir, len(ignored), _preview(ignored)
+            "%s: ignored %d file(s) without an image extension: %s", split_dir, len(ignored), preview(ignored)
         )
     return records
 
@@ -152,11 +145,11 @@ def predict_folder_records(folder: str | Path) -> list[ImageRecord]:
         raise DataError(
             f"predict_dir {folder} holds no image files (looked recursively for "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
-            + (f"; found only {_preview([os.path.basename(o) for o in others])}" if others else "")
+            + (f"; found only {preview([os.path.basename(o) for o in others])}" if others else "")
             + ")."
         )
     if others:
-        log.warning("%s: ignored %d file(s) without an image extension: %s", folder, len(others), _preview(others))
+        log.warning("%s: ignored %d file(s) without an image extension: %s", folder, len(others), preview(others))
     return [ImageRecord(path=p, label=-1, where=p) for p in images]
 
 
@@ -170,10 +163,6 @@ class TableRow:
     label: str
 
 
-def _row_name(kind: str, number: int) -> str:
-    return f"row {number}" if kind == "csv" else f"line {number}"
-
-
 def read_table(file: str | Path, path_column: str, label_column: str | None) -> list[TableRow]:
     """Parse a CSV or JSONL file; ``label_column=None`` reads paths only (labels become "").
 
@@ -181,14 +170,7 @@ def read_table(file: str | Path, path_column: str, label_column: str | None) -> 
     unparseable JSON line or a label that is neither a string nor an integer.
     """
     file = Path(file).expanduser()
-    kind = TABLE_EXTENSIONS.get(file.suffix.lower())
-    if kind is None:
-        raise DataError(
-            f"{file}: unknown table format {file.suffix!r}; expected a .csv file (with a header row) "
-            "or a .jsonl/.ndjson file (one JSON object per line)."
-        )
-    if not file.is_file():
-        raise DataError(f"{file}: the file does not exist.")
+    kind = table_kind(file)
     base = file.parent
     wanted = [path_column] + ([label_column] if label_column else [])
     rows: list[TableRow] = []
@@ -200,50 +182,25 @@ def read_table(file: str | Path, path_column: str, label_column: str | None) -> 
             if value is None or (isinstance(value, str) and not value.strip()):
                 have = "is missing" if column not in record or value is None else "is empty"
                 raise DataError(
-                    f"{file} {_row_name(kind, number)}: the {column!r} field {have}; every row needs "
+                    f"{file} {row_name(kind, number)}: the {column!r} field {have}; every row needs "
                     f"an image path in {path_column!r}"
                     + (f" and a class label in {label_column!r}" if label_column else "")
-                    + f". Row fields: {_preview(sorted(k for k in record if k is not None))}."
+                    + f". Row fields: {preview(sorted(k for k in record if k is not None))}."
                 )
             if isinstance(value, bool) or not isinstance(value, (str, int)):
                 expected = "a path string" if column == path_column else "a class name (string) or an integer"
                 raise DataError(
-                    f"{file} {_row_name(kind, number)}: the {column!r} field is {value!r} "
+                    f"{file} {row_name(kind, number)}: the {column!r} field is {value!r} "
                     f"({type(value).__name__}); expected {expected}."
                 )
             values[column] = str(value).strip()
         path = Path(values[path_column]).expanduser()
         rows.append(TableRow(number, str(path if path.is_absolute() else base / path), values.get(label_column, "")))
 
-    if kind == "csv":
-        with open(file, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            absent = [c for c in wanted if c not in header]
-            if absent:
-                raise DataError(
-                    f"{file}: the header has no column {_preview(absent)}; found columns {_preview(list(header))}. "
-                    "Set path_column / label_column to the names used in the file."
-                )
-            for number, record in enumerate(reader, start=1):
-                check(number, record)
-    else:
-        with open(file, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{file} line {number}: not valid JSON ({e.msg} at column {e.colno}).") from None
-                if not isinstance(record, dict):
-                    raise DataError(
-                        f"{file} line {number}: expected a JSON object with {_preview(wanted)}, "
-                        f"got {type(record).__name__}."
-                    )
-                check(number, record)
+    for number, record in read_rows(file, kind, wanted, "Set path_column / label_column to the names used in the file."):
+        check(number, record)
     if not rows:
-        raise DataError(f"{file}: no rows; expected one row per image with columns {_preview(wanted)}.")
+        raise DataError(f"{file}: no rows; expected one row per image with columns {preview(wanted)}.")
     return rows
 
 
@@ -253,14 +210,14 @@ def table_records(
     """Records of a parsed table; checks that every path exists and every label is a train class.
     ``label_names=None``: unlabelled (label -1)."""
     file = Path(file).expanduser()
-    kind = TABLE_EXTENSIONS[file.suffix.lower()]
+    kind = table_kind(file)
     index = {name: i for i, name in enumerate(label_names or [])}
     records = []
     for row in rows:
-        where = f"{file} {_row_name(kind, row.number)} ({row.path})"
+        where = f"{file} {row_name(kind, row.number)} ({row.path})"
         if not os.path.isfile(row.path):
             raise DataError(
-                f"{file} {_row_name(kind, row.number)}: the image {row.path} does not exist "
+                f"{file} {row_name(kind, row.number)}: the image {row.path} does not exist "
                 "(relative paths are resolved against the folder of the file)."
             )
         if label_names is None:
@@ -269,8 +226,8 @@ def table_records(
             label = index[row.label]
         else:
             raise DataError(
-                f"{file} {_row_name(kind, row.number)}: label {row.label!r} of the {split} split never "
-                f"occurs in the train file ({len(label_names)} classes: {_preview(label_names)}). "
+                f"{file} {row_name(kind, row.number)}: label {row.label!r} of the {split} split never "
+                f"occurs in the train file ({len(label_names)} classes: {preview(label_names)}). "
                 "A model cannot predict a class it was not trained on; fix the label or add training rows."
             )
         records.append(ImageRecord(path=row.path, label=label, where=where))
@@ -284,7 +241,7 @@ def _warn_missing_classes(name: str, split: str, seen: set[int], label_names: li
     if missing:
         log.warning(
             "%s (%s split) has no rows for %d train class(es): %s; per-class metrics for them will be empty.",
-            name, split, len(missing), _preview(missing),
+            name, split, len(missing), preview(missing),
         )
 
 
@@ -323,7 +280,7 @@ def hf_split(dsd, folder: str | Path, split: str, required: bool):
     if required:
         raise DataError(
             f"hf_dataset {folder} has no {' or '.join(repr(n) for n in HF_SPLIT_NAMES[split])} split; "
-            f"it has {_preview(list(dsd.keys()))}."
+            f"it has {preview(list(dsd.keys()))}."
         )
     return None
 
@@ -332,8 +289,8 @@ def _hf_check_columns(ds, folder, split_name: str, columns: list[str]) -> None:
     absent = [c for c in columns if c not in ds.column_names]
     if absent:
         raise DataError(
-            f"hf_dataset {folder} split {split_name!r} has no column {_preview(absent)}; it has "
-            f"{_preview(ds.column_names)}. Set image_column / label_column to the names used."
+            f"hf_dataset {folder} split {split_name!r} has no column {preview(absent)}; it has "
+            f"{preview(ds.column_names)}. Set image_column / label_column to the names used."
         )
 
 
@@ -404,7 +361,7 @@ def hf_records(ds, folder, split_name: str, label_column: str, label_names: list
             if str(value) not in index:
                 raise DataError(
                     f"hf_dataset {folder} split {split_name!r} row {row}: label {value!r} never occurs "
-                    f"in the train split ({len(label_names)} classes: {_preview(label_names)})."
+                    f"in the train split ({len(label_names)} classes: {preview(label_names)})."
                 )
             records.append(ImageRecord(f"{base}#{row}", index[str(value)], f"hf_dataset {base} row {row}", row))
     if not records:

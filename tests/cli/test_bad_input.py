@@ -44,3 +44,9 @@ def test_truncated_checkpoint(tmp_path, image_folder):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     assert_clear_error(run_cli("validate", *args, "--ckpt_path", str(ckpt)), str(ckpt), "truncated")
+
+
+def test_error_raised_while_the_cli_builds_the_data_is_still_one_paragraph(tmp_path, image_folder):
+    """jsonargparse wraps exceptions from DataModule.__init__; the user still sees ours."""
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--data.root", str(tmp_path / "missing"))
+    assert_clear_error(result, str(tmp_path / "missing" / "train"))

@@ -261,9 +261,9 @@ def test_checkpoint_without_preprocessor_json_warns_and_uses_defaults(folder, tm
 
 
 def test_errors_are_lit_tasks_user_errors():
-    from lit_tasks.errors import is_user_error
+    from lit_tasks.errors import find_user_error
 
-    assert is_user_error(DataError("x")) and is_user_error(BadImageError("y"))
+    assert find_user_error(DataError("x")) is not None and find_user_error(BadImageError("y")) is not None
 
 
 # ------------------------------------------------------------------------------ bad images

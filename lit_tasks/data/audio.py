@@ -1,0 +1,453 @@
+"""AudioDataModule: audio classification or transcription data from manifests or class folders."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lit_tasks.data import audio_sources as src
+from lit_tasks.data.base import SplitDataModule
+from lit_tasks.data.audio_sources import AudioRecord, BadAudioError, TableRow
+from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class SkippedAudio(NamedTuple):
+    """What :class:`AudioDataset` returns for an undecodable clip when ``skip_bad_audio``."""
+
+    path: str
+    reason: str
+
+
+class AudioDataset(Dataset):
+    """Records -> ``{"input_values": (T,) float32, "labels": int, "text": str, "paths": str}``.
+
+    ``crop`` (samples) > 0 cuts longer clips: a random window (torch RNG) when ``train``, the
+    centre otherwise. With ``skip_bad_audio`` a clip that cannot be decoded gives a
+    :class:`SkippedAudio` (and a warning naming it) instead of raising :class:`BadAudioError`.
+    """
+
+    def __init__(self, records: list[AudioRecord], sampling_rate: int, normalize: bool,
+                 crop: int = 0, train: bool = False, skip_bad_audio: bool = False):
+        self.records, self.sampling_rate, self.normalize = records, sampling_rate, normalize
+        self.crop, self.train, self.skip_bad_audio = crop, train, skip_bad_audio
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def lengths(self) -> list[int]:
+        """Approximate lengths in samples (from durations), for length bucketing."""
+        n = [max(1, round(r.duration * self.sampling_rate)) for r in self.records]
+        return [min(x, self.crop) for x in n] if self.crop else n
+
+    def __getitem__(self, i: int) -> dict[str, Any] | SkippedAudio:
+        record = self.records[i]
+        try:
+            x = src.load_audio(record.path, self.sampling_rate, record.where)
+        except BadAudioError as e:
+            if not self.skip_bad_audio:
+                raise
+            log.warning("Skipping audio (skip_bad_audio=True): %s", e)
+            return SkippedAudio(record.path, str(e))
+        if self.crop and len(x) > self.crop:
+            extra = len(x) - self.crop
+            start = int(torch.randint(0, extra + 1, ()).item()) if self.train else extra // 2
+            x = x[start:start + self.crop]
+        if self.normalize:
+            x = src.zero_mean_unit_var(x)
+        return {"input_values": torch.from_numpy(x), "labels": record.label, "text": record.text, "paths": record.path}
+
+
+class AudioCollate:
+    """Zero-pad samples into the batch dict; drop :class:`SkippedAudio` items and list their
+    paths under ``"skipped"``. ``task`` picks ``"labels"`` or ``"text"``."""
+
+    def __init__(self, task: str):
+        self.task = task
+
+    def __call__(self, items: list[dict[str, Any] | SkippedAudio]) -> dict[str, Any]:
+        good = [x for x in items if isinstance(x, dict)]
+        lengths = torch.tensor([len(x["input_values"]) for x in good], dtype=torch.long)  # (B,)
+        t = int(lengths.max()) if len(good) else 0
+        input_values = torch.zeros(len(good), t, dtype=torch.float32)  # (B, T)
+        for row, x in enumerate(good):
+            input_values[row, : len(x["input_values"])] = x["input_values"]
+        batch = {
+            "input_values": input_values,
+            "attention_mask": (torch.arange(t)[None, :] < lengths[:, None]).long(),  # (B, T) 1 = sample
+            "lengths": lengths,
+            "paths": [x["paths"] for x in good],
+            "skipped": [x.path for x in items if not isinstance(x, dict)],
+        }
+        if self.task == "classification":
+            batch["labels"] = torch.tensor([x["labels"] for x in good], dtype=torch.long)  # (B,)
+        else:
+            batch["text"] = [x["text"] for x in good]
+        return batch
+
+
+class BatchedDataset(Dataset):
+    """Indexed by a list of indices (a batch from :class:`BucketBatchSampler`); returns the
+    collated batch. Used with ``DataLoader(batch_size=None)`` so that the loader's ``sampler``
+    is our DistributedSampler subclass and Lightning does not replace it."""
+
+    def __init__(self, dataset: AudioDataset, collate: AudioCollate):
+        self.dataset, self.collate = dataset, collate
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> dict[str, Any]:
+        return self.collate([self.dataset[i] for i in indices])
+
+
+class BucketBatchSampler(DistributedSampler):
+    """Batches of clips of similar length; yields lists of indices.
+
+    Indices are sorted by length (train: length times a random factor in [0.95, 1.05], so batch
+    composition varies by epoch) and cut into ``K`` batches of at most ``batch_size``, where ``K``
+    is a multiple of ``num_replicas`` (train), so every rank runs the same number of steps. Train
+    shuffles the batch order with a torch generator seeded with ``seed + epoch`` (call
+    :meth:`set_epoch`; Lightning does), identically on every rank; rank ``r`` takes batches
+    ``r, r + W, ...``. Every sample is in exactly one batch of one rank per epoch: no padding,
+    no duplicates, nothing dropped. Eval (``shuffle=False``) is deterministic and ranks may
+    differ by one batch, as with :class:`~lit_tasks.data.samplers.UnpaddedDistributedSampler`.
+
+    A ``DistributedSampler`` subclass, so Lightning (which injects its own sampler only when the
+    loader's sampler is not one) keeps it.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True,
+                 num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(range(len(lengths)), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        if batch_size < 1:
+            raise DataError(f"batch_size is {batch_size}; expected a positive integer.")
+        self.lengths = torch.as_tensor(list(lengths), dtype=torch.float64)
+        self.batch_size = batch_size
+        n = len(self.lengths)
+        if shuffle and n < num_replicas:
+            raise DataError(f"The train split has {n} clip(s), fewer than the {num_replicas} data-parallel processes.")
+        k = max(1, math.ceil(n / batch_size))
+        if shuffle:
+            k = math.ceil(k / num_replicas) * num_replicas
+        self.num_batches = k
+
+    def batches(self) -> list[list[int]]:
+        """All batches of this epoch, in order, before sharding over ranks."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        keys = self.lengths
+        if self.shuffle:
+            keys = keys * (0.95 + 0.1 * torch.rand(len(keys), generator=g, dtype=torch.float64))
+        order = torch.argsort(keys, stable=True)
+        chunks = [c.tolist() for c in torch.tensor_split(order, self.num_batches)]
+        if self.shuffle:
+            chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
+        return chunks
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches()[self.rank::self.num_replicas])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_batches, self.num_replicas))
+
+
+class AudioDataModule(SplitDataModule):
+    """Audio classification or transcription data, yielding model-agnostic batches.
+
+    Sources: ``train_file`` / ``val_file`` / ``test_file`` / ``predict_file`` manifests (CSV
+    with a header, or JSONL) with ``path_column`` plus ``label_column`` (classification) or
+    ``text_column`` (transcription), and optionally ``duration`` (seconds); relative paths
+    resolve against the manifest's folder. Or, for classification only, ``root`` in the
+    class-folder layout ``root/{train,val,test}/<class name>/**/*.{wav,flac,ogg,mp3}``.
+    Predict reads ``predict_file`` (paths only) or, without it, the test split.
+
+    Every clip is decoded with soundfile, mixed down to mono, resampled to ``sampling_rate``
+    (``scipy.signal.resample_poly``) and, with ``normalize``, scaled to zero mean and unit
+    variance per utterance (as wav2vec2 feature extractors do). ``preprocessor`` (a checkpoint
+    folder or its ``preprocessor_config.json``) overrides ``sampling_rate`` and ``normalize``
+    with the checkpoint's ``sampling_rate`` / ``do_normalize``.
+
+    Batches (train, val, test and predict alike)::
+
+        {
+          "input_values":   (B, T) float32, zero-padded after normalisation,
+          "attention_mask": (B, T) int64, 1 on samples, 0 on padding,
+          "lengths":        (B,) int64 samples per clip before padding,
+          "paths":          list[str] of B audio paths,
+          "skipped":        list[str] paths dropped from this batch because they could not be
+                            decoded (only with skip_bad_audio=True; usually empty),
+          "labels":         (B,) int64 indices into label_names, -1 if unknown  [classification]
+          "text":           list[str] of B transcripts, "" if unknown          [transcription]
+        }
+
+    Transcripts are passed as written (whitespace collapsed); the task turns them into ids.
+
+    ``max_duration`` (seconds) with ``long_clips``: ``"crop"`` cuts longer clips to a random
+    window (torch RNG) in train and the centre window in eval (classification only: a crop
+    would no longer match its transcript); ``"filter"`` drops them from every split; ``"error"``
+    raises a DataError naming the clip. Crops and drops are counted in :attr:`report` and logged.
+
+    Clips whose header cannot be read (corrupt, truncated, 0 samples) fail at set-up with a
+    DataError naming file and row; with ``skip_bad_audio`` they are dropped there (counted,
+    warned, listed in ``report``) and clips that fail to decode later appear in ``"skipped"``.
+
+    With ``bucket_by_length`` train and val/test batches group clips of similar length
+    (:class:`BucketBatchSampler`: train batch order shuffled per epoch, disjoint shares under
+    DDP); otherwise train shuffles plainly and eval keeps file order. Eval loaders never pad or
+    repeat under DDP (unpadded samplers).
+
+    ``label_names`` (sorted unique train labels or class folder names) and ``num_classes`` are
+    set right after construction for classification ([] and 0 for transcription; use
+    :meth:`transcripts` to build a vocabulary).
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        root: str | None = None,
+        task: Literal["classification", "transcription"] = "classification",
+        path_column: str = "path",
+        label_column: str = "label",
+        text_column: str = "text",
+        sampling_rate: int = 16000,
+        normalize: bool = True,
+        preprocessor: str | None = None,
+        max_duration: float | None = None,
+        long_clips: Literal["crop", "filter", "error"] = "filter",
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        bucket_by_length: bool = True,
+        skip_bad_audio: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if task not in ("classification", "transcription"):
+            raise DataError(f"AudioDataModule: task is {task!r}; expected 'classification' or 'transcription'.")
+        if root and (train_file or val_file or test_file):
+            raise DataError("AudioDataModule: give root or train_file/val_file/test_file, not both.")
+        if root and task != "classification":
+            raise DataError(
+                "AudioDataModule: the class-folder layout (root) is for classification; transcription needs "
+                "manifests with a text column."
+            )
+        if (val_file or test_file) and not train_file:
+            raise DataError(
+                "AudioDataModule: val_file/test_file need train_file (train defines the classes/vocabulary)."
+            )
+        if max_duration is not None and not max_duration > 0:
+            raise DataError(f"AudioDataModule: max_duration is {max_duration!r}; expected seconds > 0 or null.")
+        if long_clips == "crop" and task == "transcription" and max_duration is not None:
+            raise DataError(
+                "AudioDataModule: long_clips='crop' cuts audio and would no longer match its transcript; "
+                "use long_clips='filter' or 'error' for transcription."
+            )
+        if long_clips not in ("crop", "filter", "error"):
+            raise DataError(f"AudioDataModule: long_clips is {long_clips!r}; expected 'crop', 'filter' or 'error'.")
+        self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
+        self.predict_file = predict_file
+        self.root, self.task = root, task
+        self.path_column, self.label_column, self.text_column = path_column, label_column, text_column
+        self.max_duration, self.long_clips = max_duration, long_clips
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.bucket_by_length, self.skip_bad_audio = num_workers, bucket_by_length, skip_bad_audio
+
+        from_pre = src.read_preprocessor(preprocessor) if preprocessor else {}
+        for key, given in (("sampling_rate", sampling_rate), ("normalize", normalize)):
+            if key in from_pre and from_pre[key] != given:
+                log.info("preprocessor %s sets %s=%r (the argument said %r).", preprocessor, key, from_pre[key], given)
+        self.sampling_rate: int = from_pre.get("sampling_rate", sampling_rate)
+        self.normalize: bool = from_pre.get("normalize", normalize)
+        if isinstance(self.sampling_rate, bool) or not isinstance(self.sampling_rate, int) or self.sampling_rate <= 0:
+            raise DataError(
+                f"AudioDataModule: sampling_rate is {self.sampling_rate!r}; expected a positive integer (Hz)."
+            )
+
+        self.report: dict[str, dict[str, Any]] = {}  # split -> counts of cropped / filtered / skipped clips
+        self._records: dict[str, list[AudioRecord]] = {}
+        self._datasets: dict[str, AudioDataset] = {}
+        self._train_rows: list[TableRow] | None = None
+        self.label_names: list[str] = []
+        if task == "classification":
+            if root:
+                self.label_names = src.folder_classes(root, "train")
+            elif train_file:
+                self._train_rows = self._read_rows(train_file)
+                self.label_names = src.manifest_labels(self._train_rows)
+        self.num_classes: int = len(self.label_names)
+
+    # ------------------------------------------------------------------ records
+
+    def _value_column(self) -> tuple[str, str]:
+        if self.task == "classification":
+            return self.label_column, "class label"
+        return self.text_column, "transcript"
+
+    def _read_rows(self, file: str, labelled: bool = True) -> list[TableRow]:
+        column, kind = self._value_column()
+        return src.read_manifest(file, self.path_column, column if labelled else None, kind)
+
+    def has_split(self, split: str) -> bool:
+        """Whether the data has ``split`` ("train", "val", "test")."""
+        if self.root:
+            return os.path.isdir(os.path.join(self.root, split))
+        return bool({"train": self.train_file, "val": self.val_file, "test": self.test_file}[split])
+
+    def _rows(self, split: str) -> list[TableRow]:
+        if split == "predict" and self.predict_file:
+            return self._read_rows(self.predict_file, labelled=False)
+        split_ = "test" if split == "predict" else split
+        if not self.has_split(split_):
+            what = f"the folder {os.path.join(self.root, split_)}" if self.root else f"{split_}_file"
+            raise DataError(f"AudioDataModule: {split} needs the {split_} split, but {what} was not found/given.")
+        if self.root:
+            return src.folder_rows(self.root, split_, self.label_names)
+        if split_ == "train" and self._train_rows is not None:
+            return self._train_rows
+        return self._read_rows({"train": self.train_file, "val": self.val_file, "test": self.test_file}[split_])
+
+    def records(self, split: str) -> list[AudioRecord]:
+        """Validated records of ``train``/``val``/``test``/``predict`` (cached). Reads every
+        file header that the manifest gives no duration for."""
+        if split in self._records:
+            return self._records[split]
+        rows = self._rows(split)
+        unlabelled = split == "predict" and bool(self.predict_file)
+        index = {name: i for i, name in enumerate(self.label_names)}
+        counts = {"rows": len(rows), "bad": 0, "filtered": 0, "cropped": 0}
+        bad, filtered, records = [], [], []
+        for row in rows:
+            label, text = -1, ""
+            if self.task == "classification" and not unlabelled:
+                if row.value not in index:
+                    raise DataError(
+                        f"{row.where}: label {row.value!r} of the {split} split never occurs in the train data "
+                        f"({len(self.label_names)} classes: {src.preview(self.label_names)}). A model cannot "
+                        "predict a class it was not trained on; fix the label or add training clips."
+                    )
+                label = index[row.value]
+            elif self.task == "transcription":
+                text = row.value
+            try:
+                duration = row.duration if row.duration is not None else src.audio_duration(row.path, row.where)
+            except BadAudioError as e:
+                if not self.skip_bad_audio:
+                    raise
+                bad.append(row.path)
+                log.warning("Skipping audio (skip_bad_audio=True): %s", e)
+                continue
+            if self.max_duration is not None and duration > self.max_duration:
+                if self.long_clips == "error":
+                    raise DataError(
+                        f"{row.where}: the clip lasts {duration:.2f} s, longer than max_duration={self.max_duration} s "
+                        "(long_clips='error'); raise max_duration or set long_clips to 'filter' or 'crop'."
+                    )
+                if self.long_clips == "filter":
+                    filtered.append(row.path)
+                    continue
+                counts["cropped"] += 1
+            records.append(AudioRecord(row.path, label, text, row.where, duration))
+        counts["bad"], counts["filtered"] = len(bad), len(filtered)
+        self.report[split] = {**counts, "kept": len(records), "bad_files": bad, "filtered_files": filtered}
+        parts = []
+        if bad:
+            parts.append(f"{len(bad)} unreadable clip(s) skipped ({src.preview(bad, 3)})")
+        if filtered:
+            parts.append(
+                f"{len(filtered)} clip(s) longer than max_duration={self.max_duration} s dropped "
+                f"({src.preview(filtered, 3)})"
+            )
+        if counts["cropped"]:
+            parts.append(f"{counts['cropped']} clip(s) longer than max_duration={self.max_duration} s will be cropped")
+        if parts:
+            log.warning(
+                "AudioDataModule %s split: %d of %d clips kept; %s.", split, len(records), len(rows), "; ".join(parts)
+            )
+        if not records:
+            raise DataError(
+                f"AudioDataModule: the {split} split has no usable clips ({len(rows)} rows, {len(bad)} unreadable, "
+                f"{len(filtered)} too long)."
+            )
+        self._records[split] = records
+        return records
+
+    def transcripts(self, split: str = "train") -> list[str]:
+        """The transcripts of a split (transcription), e.g. to build a character vocabulary."""
+        if self.task != "transcription":
+            raise DataError("AudioDataModule.transcripts() needs task='transcription'.")
+        return [r.text for r in self.records(split)]
+
+    # ------------------------------------------------------------------------- Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        if not (self.root or self.train_file) and stage != "predict":
+            raise DataError(
+                "AudioDataModule: no training data given; set train_file or root (only predict works with "
+                "predict_file alone)."
+            )
+        if stage is None:
+            needed = [s for s in SPLITS if self.has_split(s)]
+        else:
+            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
+        for split in needed:
+            self._dataset(split)
+
+    def _dataset(self, split: str) -> AudioDataset:
+        if split not in self._datasets:
+            crop = 0
+            if self.max_duration is not None and self.long_clips == "crop":
+                crop = max(1, int(self.max_duration * self.sampling_rate))
+            self._datasets[split] = AudioDataset(
+                self.records(split), self.sampling_rate, self.normalize, crop=crop,
+                train=split == "train", skip_bad_audio=self.skip_bad_audio,
+            )
+        return self._datasets[split]
+
+    def _distributed(self) -> tuple[int, int]:
+        kwargs = getattr(getattr(self, "trainer", None), "distributed_sampler_kwargs", None) or {}
+        if not kwargs and torch.distributed.is_available() and torch.distributed.is_initialized():
+            kwargs = {"num_replicas": torch.distributed.get_world_size(), "rank": torch.distributed.get_rank()}
+        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
+
+    def _loader(self, split: str) -> DataLoader:
+        dataset, collate = self._dataset(split), AudioCollate(self.task)
+        train = split == "train"
+        common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                      pin_memory=torch.cuda.is_available())
+        if self.bucket_by_length and split != "predict":
+            world, rank = self._distributed()
+            sampler = BucketBatchSampler(
+                dataset.lengths(), self.batch_size if train else self.eval_batch_size, shuffle=train,
+                num_replicas=world, rank=rank, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            )
+            return DataLoader(BatchedDataset(dataset, collate), batch_size=None, sampler=sampler, **common)
+        eval_sampler = None if train else distributed_eval_sampler(dataset, getattr(self, "trainer", None))
+        return DataLoader(
+            dataset, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+            sampler=eval_sampler, collate_fn=collate, drop_last=False, **common,
+        )
+
+    def preprocessor_config(self) -> dict[str, Any]:
+        """An HF feature-extractor dict (``preprocessor_config.json``) matching this data."""
+        return {
+            "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+            "feature_size": 1,
+            "sampling_rate": self.sampling_rate,
+            "padding_value": 0.0,
+            "padding_side": "right",
+            "do_normalize": self.normalize,
+            "return_attention_mask": True,
+        }

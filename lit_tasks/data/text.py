@@ -1,0 +1,577 @@
+"""TextDataModule: text classification (single- or multi-label, single texts or pairs) from
+CSV/JSONL files or a saved HF ``datasets`` folder, tokenised once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lit_tasks.data import image_sources as src
+from lit_tasks.data.base import SplitDataModule
+from lit_tasks.data.image_sources import sort_labels
+from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
+from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.errors import DataError
+from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the cached arrays change meaning
+SPLITS = ("train", "val", "test", "predict")
+
+
+@dataclass(frozen=True)
+class TextRow:
+    """One example: ``id`` names it in batches (``<file>#<row>``), ``where`` in messages."""
+
+    id: str
+    where: str
+    text: str
+    pair: str | None
+    labels: tuple[str, ...] | None  # one label, several (multi-label), or None (unlabelled)
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def _text_field(value: Any, where: str, column: str) -> str:
+    if value is None:
+        raise DataError(f"{where}: the {column!r} field is missing; every row needs a text in {column!r}.")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: the {column!r} field is {value!r} ({type(value).__name__}); expected a string.")
+    if not value.strip():
+        raise DataError(f"{where}: the {column!r} field is empty; every row needs a non-empty text in {column!r}.")
+    return value
+
+
+def _label_field(value: Any, where: str, column: str, multi_label: bool, separator: str) -> tuple[str, ...]:
+    if value is None:
+        raise DataError(f"{where}: the {column!r} field is missing; every row of a labelled split needs a label.")
+    if multi_label:
+        if isinstance(value, str):  # CSV (or a JSONL string): "a|b|c"; "" = no label applies
+            parts = [p.strip() for p in value.split(separator)] if value.strip() else []
+        elif isinstance(value, list):
+            parts = value
+        else:
+            raise DataError(
+                f"{where}: the {column!r} field is {value!r}; expected a list of labels or a string "
+                f"of labels separated by {separator!r}."
+            )
+        out = []
+        for p in parts:
+            if isinstance(p, bool) or not isinstance(p, (str, int)) or not str(p).strip():
+                raise DataError(
+                    f"{where}: the {column!r} field {value!r} holds the label {p!r}; every label must be a "
+                    f"non-empty string or an integer (separator {separator!r})."
+                )
+            out.append(str(p).strip())
+        return tuple(sorted(set(out)))
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(
+            f"{where}: the {column!r} field is {value!r} ({type(value).__name__}); expected a class name "
+            "(string) or an integer (multi_label=True takes lists)."
+        )
+    if not str(value).strip():
+        raise DataError(f"{where}: the {column!r} field is empty; every row of a labelled split needs a label.")
+    return (str(value).strip(),)
+
+
+def read_text_table(
+    file: str | Path, text_column: str, pair_column: str | None, label_column: str | None,
+    multi_label: bool = False, separator: str = "|",
+) -> list[TextRow]:
+    """Rows of a CSV (with a header) or JSONL file; ``label_column=None`` reads texts only."""
+    file = Path(file).expanduser()
+    kind = table_kind(file)
+    wanted = [text_column] + ([pair_column] if pair_column else []) + ([label_column] if label_column else [])
+    rows: list[TextRow] = []
+
+    def add(number: int, record: dict[str, Any]) -> None:
+        where = f"{file} {row_name(kind, number)}"
+        for column in wanted:
+            if column not in record or (kind == "csv" and record[column] is None):
+                raise DataError(
+                    f"{where}: the {column!r} column is missing from this row; row fields: "
+                    f"{preview(sorted(k for k in record if k is not None))}."
+                )
+        text = _text_field(record[text_column], where, text_column)
+        pair = _text_field(record[pair_column], where, pair_column) if pair_column else None
+        labels = None
+        if label_column:
+            labels = _label_field(record[label_column], where, label_column, multi_label, separator)
+        rows.append(TextRow(f"{file}#{number}", where, text, pair, labels))
+
+    for number, record in read_rows(file, kind, wanted, "Set text_column / text_pair_column / label_column to the names used in the file."):
+        add(number, record)
+    if not rows:
+        raise DataError(f"{file}: no rows; expected one row per text with columns {preview(wanted)}.")
+    return rows
+
+
+def classlabel_names(ds, label_column: str) -> list[str] | None:
+    """The names of a ``ClassLabel`` (or sequence-of-``ClassLabel``) column, else None."""
+    import datasets
+
+    feature = ds.features.get(label_column)
+    inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) / List(ClassLabel)
+    for f in (feature, inner):
+        if isinstance(f, datasets.ClassLabel):
+            return list(f.names)
+    return None
+
+
+def read_hf_split(
+    ds, folder: str, split_name: str, text_column: str, pair_column: str | None, label_column: str | None,
+    multi_label: bool, separator: str,
+) -> list[TextRow]:
+    """Rows of one split of a saved DatasetDict; ClassLabel columns give their names."""
+    wanted = [text_column] + ([pair_column] if pair_column else []) + ([label_column] if label_column else [])
+    absent = [c for c in wanted if c not in ds.column_names]
+    if absent:
+        raise DataError(
+            f"hf_dataset {folder} split {split_name!r} has no column {preview(absent)}; it has "
+            f"{preview(ds.column_names)}. Set text_column / text_pair_column / label_column to the names used."
+        )
+    table = ds.select_columns(wanted).with_format("arrow")[:]
+    columns = {c: table.column(c).to_pylist() for c in wanted}
+    names = classlabel_names(ds, label_column) if label_column else None
+    base = f"{Path(folder).expanduser()}/{split_name}"
+    rows = []
+    for i in range(len(ds)):
+        where = f"hf_dataset {base} row {i}"
+        text = _text_field(columns[text_column][i], where, text_column)
+        pair = _text_field(columns[pair_column][i], where, pair_column) if pair_column else None
+        labels = None
+        if label_column:
+            value = columns[label_column][i]
+            if names is not None:
+                if value == -1:
+                    value = None
+                else:
+                    value = [names[v] for v in value] if isinstance(value, list) else names[value]
+            labels = _label_field(value, where, label_column, multi_label, separator)
+        rows.append(TextRow(f"{base}#{i}", where, text, pair, labels))
+    if not rows:
+        raise DataError(f"hf_dataset {folder} split {split_name!r} has no rows.")
+    return rows
+
+
+# ------------------------------------------------------------------------------- tokenised data
+
+
+@dataclass
+class Encoded:
+    """A tokenised split as flat arrays (what the cache stores).
+
+    ids (N_tokens,) int32 all input ids one after another; type_ids likewise (int8);
+    starts (N + 1,) int64 row boundaries; labels (N,) int64 or (N, C) float32 (-1 / empty:
+    unlabelled); row_ids (N,) str; truncated_rows: the ``where`` of each truncated row.
+    """
+
+    ids: np.ndarray
+    type_ids: np.ndarray
+    starts: np.ndarray
+    labels: np.ndarray
+    row_ids: np.ndarray
+    truncated_rows: list[str]
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.starts)
+
+    def save(self, file: Path) -> None:
+        tmp = file.with_name(file.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=self.ids, type_ids=self.type_ids, starts=self.starts, labels=self.labels,
+                     row_ids=self.row_ids, truncated_rows=np.array(self.truncated_rows, dtype=str))
+        os.replace(tmp, file)  # atomic: a reader never sees half a file
+
+    @classmethod
+    def load(cls, file: Path) -> Encoded:
+        with np.load(file, allow_pickle=False) as z:
+            return cls(z["ids"], z["type_ids"], z["starts"], z["labels"], z["row_ids"], list(z["truncated_rows"]))
+
+
+def encode_rows(
+    rows: list[TextRow], tokenizer: Tokenizer, max_length: int, label_names: list[str] | None,
+    multi_label: bool, split: str, source: str,
+) -> Encoded:
+    """Tokenise rows (truncating to ``max_length`` tokens) and map labels to indices; a label
+    that is not a train label is a DataError naming its row."""
+    pairs = [r.pair for r in rows] if rows[0].pair is not None else None
+    encodings = tokenizer.encode_raw([r.text for r in rows], pairs, max_length)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(starts[-1]))
+    type_ids = np.fromiter((t for e in encodings for t in e.type_ids), dtype=np.int8, count=int(starts[-1]))
+    truncated = [r.where for r, e in zip(rows, encodings) if e.overflowing]
+    index = {name: i for i, name in enumerate(label_names or [])}
+    if multi_label:
+        labels = np.zeros((len(rows), len(index)), dtype=np.float32)
+    else:
+        labels = np.full(len(rows), -1, dtype=np.int64)
+    for n, row in enumerate(rows):
+        if row.labels is None or label_names is None:
+            continue
+        for label in row.labels:
+            if label not in index:
+                raise DataError(
+                    f"{row.where}: label {label!r} of the {split} split never occurs in the train data "
+                    f"({len(label_names)} classes: {preview(label_names)}). A model cannot predict a class "
+                    "it was not trained on; fix the label or add training rows."
+                )
+            if multi_label:
+                labels[n, index[label]] = 1.0
+            else:
+                labels[n] = index[label]
+    if label_names is not None and split in ("val", "test") and rows[0].labels is not None:
+        seen = set(np.flatnonzero(labels.sum(0))) if multi_label else set(labels.tolist())
+        missing = [label_names[i] for i in range(len(label_names)) if i not in seen]
+        if missing:
+            log.warning(
+                "%s (%s split) has no rows for %d train class(es): %s; per-class metrics for them will be empty.",
+                source, split, len(missing), preview(missing),
+            )
+    return Encoded(ids, type_ids, starts, labels, np.array([r.id for r in rows], dtype=str), truncated)
+
+
+class TextDataset(Dataset):
+    """An :class:`Encoded` split -> ``{"input_ids": (T,), "token_type_ids": (T,), "labels", "id"}``."""
+
+    def __init__(self, encoded: Encoded):
+        self.encoded = encoded
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        e = self.encoded
+        a, b = int(e.starts[i]), int(e.starts[i + 1])
+        return {
+            "input_ids": e.ids[a:b], "token_type_ids": e.type_ids[a:b], "labels": e.labels[i], "id": str(e.row_ids[i])
+        }
+
+
+class TextCollate:
+    """Pad to the longest sequence of the batch (dynamic padding) with ``pad_id``."""
+
+    def __init__(self, pad_id: int, multi_label: bool):
+        self.pad_id, self.multi_label = pad_id, multi_label
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(x["input_ids"]) for x in items)
+        input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(items), width), dtype=torch.long)
+        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+        for n, x in enumerate(items):
+            t = len(x["input_ids"])
+            input_ids[n, :t] = torch.from_numpy(x["input_ids"].astype(np.int64))
+            token_type_ids[n, :t] = torch.from_numpy(x["token_type_ids"].astype(np.int64))
+            attention_mask[n, :t] = 1
+        labels = np.stack([x["labels"] for x in items])
+        return {
+            "input_ids": input_ids,  # (B, T) long, padded with the tokenizer's pad id
+            "attention_mask": attention_mask,  # (B, T) long, 1 = token, 0 = padding
+            "token_type_ids": token_type_ids,  # (B, T) long, 0 = first text, 1 = pair text
+            "labels": torch.from_numpy(labels.astype(np.float32 if self.multi_label else np.int64)),  # (B,) or (B, C)
+            "ids": [x["id"] for x in items],
+        }
+
+
+class LengthGroupedSampler(Sampler[int]):
+    """Shuffled indices in which runs of ``batch_size`` have similar lengths (less padding).
+
+    Indices are shuffled, cut into mega-batches of ``batch_size * mega``, each sorted by length
+    (longest first), cut into batches, and the batches shuffled. The order depends only on
+    ``seed`` and the epoch (counted by iterations, or set with :meth:`set_epoch`), so all
+    data-parallel ranks draw the same order and Lightning's sampler wrapper shards it.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int = 0, mega: int = 50):
+        self.lengths, self.batch_size, self.seed, self.mega = np.asarray(lengths), batch_size, seed, mega
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=g).numpy()
+        size = self.batch_size * self.mega
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=g).tolist():
+            yield from batches[b].tolist()
+
+
+def _hash_file(h, file: Path) -> None:
+    h.update(str(file.name).encode() + b"\0")
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+
+
+# --------------------------------------------------------------------------------- DataModule
+
+
+class TextDataModule(SplitDataModule):
+    """Text classification data, tokenised once and padded per batch.
+
+    Sources (give ``train_file`` or ``hf_dataset``):
+
+    - ``train_file`` / ``val_file`` / ``test_file`` / ``predict_file``: CSV (with a header) or
+      JSONL (``.jsonl`` / ``.ndjson``) with ``text_column``, optionally ``text_pair_column``, and
+      ``label_column`` (not needed in ``predict_file``);
+    - ``hf_dataset``: a ``DatasetDict.save_to_disk`` folder with ``train``, ``validation`` (or
+      ``val``) and ``test`` splits; a ``ClassLabel`` (or sequence of ``ClassLabel``) column
+      gives the class names, in its own order.
+
+    Labels: single-label rows hold one class name (or integer). With ``multi_label`` a row holds
+    any number of labels: a JSON list, or in CSV a string split on ``label_separator`` (an empty
+    field means no label applies). ``label_names`` (sorted unique train labels, numerically
+    when all are integers, or the ClassLabel names) and ``num_classes`` are available right
+    after construction; a val/test label that train lacks is a DataError naming its row. With
+    ``hf_dataset``, a ``ClassLabel`` column keeps the dataset's names and numbering instead.
+
+    Texts are tokenised with ``tokenizer`` (a checkpoint folder holding ``tokenizer.json`` or
+    ``vocab.txt``; see :func:`lit_tasks.text.load_tokenizer`) to at most ``max_length`` tokens,
+    special tokens included. Longer texts are truncated (longest text of a pair first); the
+    count per split is in ``truncated`` and logged with the first rows affected.
+
+    Batches (train, val, test and predict alike)::
+
+        {
+          "input_ids":      (B, T) int64, padded with the tokenizer's pad id to the longest row,
+          "attention_mask": (B, T) int64, 1 for tokens, 0 for padding,
+          "token_type_ids": (B, T) int64, 0 for the first text (and [CLS]), 1 for the pair text,
+          "labels":         (B,) int64 class indices (-1 where unlabelled: predict_file), or with
+                            multi_label (B, C) float32 multi-hot targets (all 0 where unlabelled),
+          "ids":            list[str] of B row ids, "<file>#<row>" (HF: "<dataset>/<split>#<row>"),
+        }
+
+    ``group_by_length`` batches training rows of similar length together (less padding);
+    otherwise training rows are shuffled. ``cache_dir`` keeps each tokenised split in a file
+    named by a fingerprint of the data file bytes, the tokenizer files and every setting that
+    changes the result, so a changed file or setting re-tokenises. Predict reads
+    ``predict_file`` or, without it, the test split. Under multi-process data parallelism the
+    val/test/predict loaders use an unpadded distributed sampler: every row is evaluated once.
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        hf_dataset: str | None = None,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        multi_label: bool = False,
+        label_separator: str = "|",
+        tokenizer: str | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        group_by_length: bool = False,
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if train_file and hf_dataset:
+            raise DataError("TextDataModule: give one data source, not train_file and hf_dataset.")
+        if (val_file or test_file) and not train_file:
+            raise DataError("TextDataModule: val_file/test_file need train_file (the train file defines the classes).")
+        if max_length < 2:
+            raise DataError(f"TextDataModule: max_length is {max_length}; it must leave room for [CLS] and [SEP].")
+        if not label_separator:
+            raise DataError("TextDataModule: label_separator must not be empty.")
+        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
+        self.hf_dataset = hf_dataset
+        self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
+        self.multi_label, self.label_separator = multi_label, label_separator
+        self.tokenizer_path, self.max_length = tokenizer, max_length
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
+        self._tokenizer: Tokenizer | None = None
+        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._rows: dict[str, list[TextRow]] = {}
+        self._encoded: dict[str, Encoded] = {}
+        self._datasets: dict[str, TextDataset] = {}
+        self.truncated: dict[str, int] = {}  # split -> rows truncated to max_length
+        self.cache_hits: dict[str, bool] = {}  # split -> whether the tokenised split came from cache_dir
+        self.label_names: list[str] = self._scan_label_names()
+        self.num_classes: int = len(self.label_names)
+
+    # ----------------------------------------------------------------------------- rows
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            if not self.tokenizer_path:
+                raise DataError(
+                    "TextDataModule: no tokenizer given; set data.tokenizer to a checkpoint/tokenizer folder."
+                )
+            self._tokenizer = load_tokenizer(self.tokenizer_path)
+            if self._tokenizer.pad is None:
+                wanted = self._tokenizer.config.get("pad_token", "[PAD]")
+                raise DataError(f"tokenizer {self.tokenizer_path} has no padding token (looked for {wanted!r}).")
+        return self._tokenizer
+
+    def _scan_label_names(self) -> list[str]:
+        if not (self.files["train"] or self._hf is not None):
+            return []  # predict_file only: classes come from the model
+        rows = self.rows("train")
+        if self._hf is not None:
+            name, ds = src.hf_split(self._hf, self.hf_dataset, "train", required=True)
+            names = classlabel_names(ds, self.label_column)
+            if names is not None:  # the dataset's own numbering, as ImageDataModule does
+                return names
+        return sort_labels({label for r in rows for label in r.labels})
+
+    def has_split(self, split: str) -> bool:
+        if self._hf is not None:
+            return split == "predict" or src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+        return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
+
+    def _source(self, split: str) -> str:
+        """The file (or HF folder/split) a split is read from."""
+        if split == "predict" and not self.files["predict"]:
+            split = "test"
+        if self._hf is not None:
+            hit = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+            return f"{self.hf_dataset}/{hit[0]}"
+        if not self.files[split]:
+            raise DataError(f"TextDataModule: the {split} split is needed, but {split}_file was not given.")
+        return self.files[split]
+
+    def rows(self, split: str) -> list[TextRow]:
+        """Parsed and checked rows of ``train``/``val``/``test``/``predict``."""
+        if split in self._rows:
+            return self._rows[split]
+        labelled = not (split == "predict" and self.files["predict"])
+        label_column = self.label_column if labelled else None
+        if split == "predict" and not self.files["predict"]:
+            rows = self.rows("test")
+        elif self._hf is not None:
+            name, ds = src.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, required=True)
+            rows = read_hf_split(ds, self.hf_dataset, name, self.text_column, self.text_pair_column, label_column,
+                                 self.multi_label, self.label_separator)
+        else:
+            rows = read_text_table(self._source(split), self.text_column, self.text_pair_column, label_column,
+                                   self.multi_label, self.label_separator)
+        self._rows[split] = rows
+        return rows
+
+    # --------------------------------------------------------------------------- tokenising
+
+    def _fingerprint(self, split: str) -> str:
+        h = hashlib.sha256()
+        settings = {
+            "version": CACHE_VERSION, "split": split, "text": self.text_column, "pair": self.text_pair_column,
+            "label": self.label_column, "multi_label": self.multi_label, "separator": self.label_separator,
+            "max_length": self.max_length, "label_names": self.label_names,
+            "labelled": not (split == "predict" and self.files["predict"]),
+        }
+        h.update(json.dumps(settings, sort_keys=True).encode())
+        source = Path(self._source(split)).expanduser()
+        h.update(str(source.resolve()).encode())  # row ids name the file
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for f in files:
+            _hash_file(h, f)
+        tk = Path(self.tokenizer.source)
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+            if (tk.parent / name).is_file():
+                _hash_file(h, tk.parent / name)
+        return h.hexdigest()[:24]
+
+    def encoded(self, split: str) -> Encoded:
+        """The tokenised split, from ``cache_dir`` when its fingerprint matches."""
+        if split in self._encoded:
+            return self._encoded[split]
+        cache_file = None
+        if self.cache_dir:
+            cache_file = Path(self.cache_dir).expanduser() / f"{split}-{self._fingerprint(split)}.npz"
+        if cache_file is not None and cache_file.is_file():
+            enc = Encoded.load(cache_file)
+            self.cache_hits[split] = True
+            log.info("%s split: tokenised rows read from the cache %s", split, cache_file)
+        else:
+            rows = self.rows(split)
+            labelled = rows[0].labels is not None
+            enc = encode_rows(rows, self.tokenizer, self.max_length, self.label_names if labelled else None,
+                              self.multi_label, split, self._source(split))
+            self.cache_hits[split] = False
+            if cache_file is not None:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                enc.save(cache_file)
+        self.truncated[split] = len(enc.truncated_rows)
+        if enc.truncated_rows:
+            log.warning(
+                "%s split (%s): %d of %d rows are longer than max_length=%d tokens and were truncated; "
+                "first: %s.", split, self._source(split), len(enc.truncated_rows), len(enc), self.max_length,
+                ", ".join(" ".join(w.split(" ")[-2:]) for w in enc.truncated_rows[:5]),  # "row 7" / "line 7"
+            )
+        self._encoded[split] = enc
+        return enc
+
+    # ------------------------------------------------------------------------- Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.label_names and stage != "predict":
+            raise DataError("TextDataModule: no training data given; set train_file or hf_dataset.")
+        if stage is None:
+            needed = [s for s in ("train", "val", "test") if self.has_split(s)]
+        else:
+            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
+        for split in needed:
+            self._dataset(split)
+
+    def _dataset(self, split: str) -> TextDataset:
+        if split not in self._datasets:
+            self._datasets[split] = TextDataset(self.encoded(split))
+        return self._datasets[split]
+
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        if not self.label_names and split != "predict":
+            raise DataError("TextDataModule: no training data given; set train_file or hf_dataset.")
+        dataset = self._dataset(split)
+        if train:
+            sampler = (
+                LengthGroupedSampler(dataset.encoded.lengths, self.batch_size, seed=int(os.getenv("PL_GLOBAL_SEED", 0)))
+                if self.group_by_length else None
+            )
+        else:
+            sampler = distributed_eval_sampler(dataset, getattr(self, "trainer", None))
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=TextCollate(self.tokenizer.pad, self.multi_label),
+            drop_last=False,
+        )

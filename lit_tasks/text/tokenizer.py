@@ -1,0 +1,331 @@
+"""Tokenizers for the text tasks, on the Rust `tokenizers` library (fast, with character offsets).
+
+A checkpoint folder downloaded from a hub holds ``tokenizer.json`` (the whole pipeline:
+normaliser, pre-tokenizer, model, post-processor), often ``vocab.txt`` (the WordPiece vocabulary
+of BERT-family models) and ``tokenizer_config.json`` (``do_lower_case``, special tokens,
+``model_max_length``). :func:`load_tokenizer` reads ``tokenizer.json`` when present, otherwise
+assembles BERT's WordPiece pipeline from ``vocab.txt`` (Devlin et al. 2019, "BERT", Sec. 3 and
+App. A.2: lowercasing, accent stripping, whitespace/punctuation splitting, greedy longest-match
+WordPiece with ``##`` continuation pieces, ``[CLS] A [SEP] B [SEP]`` with segment ids 0/1).
+
+:func:`train_wordpiece` trains that pipeline on a user's corpus (for pretraining from scratch)
+and saves it in the same folder format, so :func:`load_tokenizer` reads it back.
+
+Nothing here downloads; ``transformers`` is not used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Encoding, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as RustTokenizer
+
+from lit_tasks.errors import DataError
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+# Special-token roles -> the tokenizer_config.json key and the BERT default.
+SPECIAL_TOKENS = {
+    "cls": ("cls_token", "[CLS]"),
+    "sep": ("sep_token", "[SEP]"),
+    "pad": ("pad_token", "[PAD]"),
+    "mask": ("mask_token", "[MASK]"),
+    "unk": ("unk_token", "[UNK]"),
+}
+
+
+def _token_text(value: Any) -> str | None:
+    """A special token as written in tokenizer_config.json: a string or {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"tokenizer: {file} is not valid JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise DataError(f"tokenizer: {file} holds {type(data).__name__}; expected a JSON object.")
+    return data
+
+
+class Tokenizer:
+    """A `tokenizers.Tokenizer` plus what our data modules need to know about it.
+
+    ``cls``, ``sep``, ``pad``, ``mask``, ``unk``: ids of the special tokens (None where the
+    vocabulary lacks one); ``vocab_size``; ``do_lower_case``; ``model_max_length``.
+    """
+
+    def __init__(self, tokenizer: RustTokenizer, config: dict[str, Any] | None = None, source: str = "<memory>"):
+        self.backend = tokenizer
+        self.config = dict(config or {})
+        self.source = source
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self._truncation: int | None = None
+        self.special_tokens: dict[str, str] = {}
+        for role, (key, default) in SPECIAL_TOKENS.items():
+            text = _token_text(self.config.get(key)) or default
+            if tokenizer.token_to_id(text) is not None:
+                self.special_tokens[role] = text
+        self.do_lower_case: bool = bool(self.config.get("do_lower_case", True))
+        limit = self.config.get("model_max_length")
+        # HF writes a huge sentinel (1e30) when the model has no limit.
+        self.model_max_length: int | None = int(limit) if isinstance(limit, (int, float)) and 0 < limit < 1e9 else None
+
+    def _id(self, role: str) -> int | None:
+        text = self.special_tokens.get(role)
+        return None if text is None else self.backend.token_to_id(text)
+
+    @property
+    def cls(self) -> int | None:
+        return self._id("cls")
+
+    @property
+    def sep(self) -> int | None:
+        return self._id("sep")
+
+    @property
+    def pad(self) -> int | None:
+        return self._id("pad")
+
+    @property
+    def mask(self) -> int | None:
+        return self._id("mask")
+
+    @property
+    def unk(self) -> int | None:
+        return self._id("unk")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({self.source}, vocab_size={self.vocab_size}, do_lower_case={self.do_lower_case})"
+
+    # ------------------------------------------------------------------------------ encoding
+
+    def _set_truncation(self, max_length: int | None) -> None:
+        if max_length == self._truncation:
+            return
+        if max_length is None:
+            self.backend.no_truncation()
+        else:
+            # longest_first: drop tokens from the longer of the two texts first (the HF default).
+            self.backend.enable_truncation(max_length, strategy="longest_first")
+        self._truncation = max_length
+
+    @staticmethod
+    def _as_dict(e: Encoding) -> dict[str, Any]:
+        return {
+            "input_ids": list(e.ids),
+            "token_type_ids": list(e.type_ids),
+            "attention_mask": list(e.attention_mask),
+            "offsets": list(e.offsets),  # (start, end) characters into its own text; (0, 0) for specials
+            "truncated": bool(e.overflowing),
+        }
+
+    def encode(
+        self, text: str, pair: str | None = None, max_length: int | None = None, truncation: bool = True
+    ) -> dict[str, Any]:
+        """One text (or text pair) -> ``{"input_ids", "token_type_ids", "attention_mask",
+        "offsets", "truncated"}`` (lists; ``truncated`` says whether tokens were dropped).
+
+        With ``truncation`` the result has at most ``max_length`` tokens (default
+        ``model_max_length``, when the config gives one), special tokens included."""
+        return self.encode_batch([text], None if pair is None else [pair], max_length, truncation)[0]
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        max_length: int | None = None,
+        truncation: bool = True,
+    ) -> list[dict[str, Any]]:
+        """:meth:`encode` over many texts, in parallel threads (no padding)."""
+        encodings = self.encode_raw(texts, pairs, max_length, truncation)
+        return [self._as_dict(e) for e in encodings]
+
+    def encode_raw(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        max_length: int | None = None,
+        truncation: bool = True,
+    ) -> list[Encoding]:
+        """The `tokenizers.Encoding` objects (for bulk use without per-item dicts)."""
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"encode_batch: {len(texts)} texts but {len(pairs)} pairs")
+        limit = (max_length or self.model_max_length) if truncation else None
+        self._set_truncation(limit)
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+        return self.backend.encode_batch(inputs)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str | None]:
+        return [self.backend.id_to_token(i) for i in ids]
+
+    # ---------------------------------------------------------------------------------- saving
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and (for WordPiece models)
+        ``vocab.txt`` into ``folder``: the layout of an HF checkpoint folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._set_truncation(None)  # the saved pipeline carries no truncation setting
+        self.backend.save(str(folder / "tokenizer.json"))
+        vocab = self.backend.get_vocab(with_added_tokens=True)
+        if isinstance(self.backend.model, models.WordPiece):
+            by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+            if [i for _, i in by_id] != list(range(len(by_id))):
+                raise ValueError("tokenizer: the vocabulary ids are not contiguous; cannot write vocab.txt")
+            (folder / "vocab.txt").write_text("".join(t + "\n" for t, _ in by_id), encoding="utf-8")
+        config = {
+            **self.config,
+            "do_lower_case": self.do_lower_case,
+            **{SPECIAL_TOKENS[role][0]: text for role, text in self.special_tokens.items()},
+        }
+        wordpiece = isinstance(self.backend.model, models.WordPiece)
+        config.setdefault("tokenizer_class", "BertTokenizer" if wordpiece else "PreTrainedTokenizerFast")
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
+        return folder
+
+
+# ---------------------------------------------------------------------------------- building
+
+
+def bert_pipeline(
+    vocab: dict[str, int], do_lower_case: bool = True, strip_accents: bool | None = None,
+    tokenize_chinese_chars: bool = True, special: dict[str, str] | None = None,
+) -> RustTokenizer:
+    """BERT's WordPiece tokenizer from a vocabulary (token -> id)."""
+    special = {role: default for role, (_, default) in SPECIAL_TOKENS.items()} | (special or {})
+    missing = [special[r] for r in ("cls", "sep", "unk") if special[r] not in vocab]
+    if missing:
+        raise DataError(f"tokenizer: the vocabulary lacks the special token(s) {', '.join(missing)}.")
+    model = models.WordPiece(vocab, unk_token=special["unk"], continuing_subword_prefix="##",
+                             max_input_chars_per_word=100)  # BERT's limit: longer words become [UNK]
+    tk = RustTokenizer(model)
+    tk.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
+        strip_accents=strip_accents,  # None: strip exactly when lowercasing (BERT's rule)
+        lowercase=do_lower_case,
+    )
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = special["cls"], special["sep"]
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
+    )
+    tk.decoder = decoders.WordPiece(prefix="##")
+    # Special tokens written in the text are matched whole, never split into pieces.
+    tk.add_special_tokens([t for t in special.values() if t in vocab])
+    return tk
+
+
+def read_vocab(file: Path) -> dict[str, int]:
+    """``vocab.txt``: one token per line, the line number (from 0) is its id."""
+    vocab: dict[str, int] = {}
+    with open(file, encoding="utf-8") as f:
+        for number, line in enumerate(f):
+            token = line.rstrip("\n").rstrip("\r")
+            if not token:
+                raise DataError(f"tokenizer: {file} line {number + 1} is empty; expected one token per line.")
+            if token in vocab:
+                raise DataError(
+                    f"tokenizer: {file} line {number + 1}: token {token!r} already appears on line {vocab[token] + 1}."
+                )
+            vocab[token] = number
+    if not vocab:
+        raise DataError(f"tokenizer: {file} is empty; expected one token per line.")
+    return vocab
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer of a checkpoint folder (or a ``tokenizer.json`` / ``vocab.txt`` file).
+
+    ``tokenizer.json`` wins; otherwise ``vocab.txt`` becomes BERT's WordPiece pipeline, with
+    ``do_lower_case`` / ``strip_accents`` / ``tokenize_chinese_chars`` and the special tokens
+    taken from ``tokenizer_config.json`` when the folder has one.
+    """
+    given = Path(path).expanduser()
+    if not given.exists():
+        raise DataError(
+            f"tokenizer: {given} does not exist; expected a checkpoint/tokenizer folder holding "
+            f"{' or '.join(TOKENIZER_FILES)}."
+        )
+    folder = given if given.is_dir() else given.parent
+    config_file = folder / "tokenizer_config.json"
+    config = _read_json(config_file) if config_file.is_file() else {}
+    if given.is_file():
+        file = given
+        if file.name not in TOKENIZER_FILES and file.suffix not in (".json", ".txt"):
+            raise DataError(f"tokenizer: {file} is neither a tokenizer.json nor a vocab.txt file.")
+    else:
+        found = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+        if not found:
+            present = sorted(p.name for p in folder.iterdir())[:8]
+            raise DataError(
+                f"tokenizer: the folder {folder} has neither tokenizer.json nor vocab.txt "
+                f"(found: {', '.join(present) or 'nothing'}). Point `tokenizer` at a checkpoint folder "
+                "with one of them, or train one with lit_tasks.text.train_wordpiece."
+            )
+        file = found[0]
+    if file.suffix == ".json":
+        try:
+            backend = RustTokenizer.from_file(str(file))
+        except Exception as e:  # tokenizers raises a plain Exception on a malformed file
+            raise DataError(f"tokenizer: {file} cannot be read by the tokenizers library ({e}).") from None
+        if isinstance(backend.normalizer, normalizers.BertNormalizer) and "do_lower_case" not in config:
+            config["do_lower_case"] = bool(getattr(backend.normalizer, "lowercase", True))
+    else:
+        special = {role: _token_text(config.get(key)) or default for role, (key, default) in SPECIAL_TOKENS.items()}
+        strip = config.get("strip_accents")
+        backend = bert_pipeline(
+            read_vocab(file), do_lower_case=bool(config.get("do_lower_case", True)),
+            strip_accents=None if strip is None else bool(strip),
+            tokenize_chinese_chars=bool(config.get("tokenize_chinese_chars", True)), special=special,
+        )
+    return Tokenizer(backend, config, source=str(file))
+
+
+def train_wordpiece(
+    files: Sequence[str | Path], vocab_size: int, out_dir: str | Path, lowercase: bool = True,
+    min_frequency: int = 2, model_max_length: int = 512,
+) -> Tokenizer:
+    """Train BERT's WordPiece pipeline on plain-text ``files`` (each line is text) and save it
+    to ``out_dir`` (tokenizer.json, vocab.txt, tokenizer_config.json).
+
+    The special tokens take ids 0-4: ``[PAD] [UNK] [CLS] [SEP] [MASK]``.
+    """
+    paths = [Path(f).expanduser() for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise DataError(f"train_wordpiece: corpus file(s) not found: {', '.join(missing) or '(none given)'}.")
+    special = [SPECIAL_TOKENS[r][1] for r in ("pad", "unk", "cls", "sep", "mask")]
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special,
+        continuing_subword_prefix="##", show_progress=False,
+    )
+    # Train on the model alone, then wrap it in the full pipeline built from the learned vocab.
+    base = RustTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    base.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=None)
+    base.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    base.train([str(p) for p in paths], trainer)
+    backend = bert_pipeline(base.get_vocab(with_added_tokens=True), do_lower_case=lowercase)
+    config = {"do_lower_case": lowercase, "model_max_length": model_max_length}
+    tokenizer = Tokenizer(backend, config, source=str(out_dir))
+    tokenizer.save(out_dir)
+    return tokenizer

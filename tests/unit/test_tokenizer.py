@@ -1,0 +1,140 @@
+"""lit_tasks.text.tokenizer: loading (tokenizer.json / vocab.txt), parity with transformers'
+BertTokenizer, training and saving a WordPiece tokenizer, and the errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lit_tasks.errors import DataError
+from lit_tasks.text import Tokenizer, load_tokenizer, train_wordpiece
+
+VOCAB = (
+    "[PAD] [UNK] [CLS] [SEP] [MASK] the quick brown fox jump ##s ##ed over lazy dog cafe , . ! ? "
+    "hello world 中 文 run ##ning re ##run a b c ##e naive resume 's don ' t"
+).split()
+
+SENTENCES = [
+    ("The quick brown fox jumps over the lazy dog.", None),
+    ("Hello, WORLD!", "the dog jumped?"),
+    ("Café naïve résumé 中文 rerunning", None),  # accents stripped with lowercasing; CJK split per char
+    ("don't [MASK] the fox", "a b c unknownword"),
+    ("  hello\tworld \n ", None),
+]
+
+
+def write_vocab(folder: Path, tokens=VOCAB, config: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture()
+def vocab_dir(tmp_path) -> Path:
+    return write_vocab(tmp_path / "vocab")
+
+
+def hf_tokenizer(folder: Path):
+    transformers = pytest.importorskip("transformers")
+    return transformers.BertTokenizerFast.from_pretrained(str(folder))
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_vocab_txt_matches_transformers_bert_tokenizer(tmp_path, lower):
+    tokens = VOCAB + ["Hello", "WORLD", "The", "Café"]
+    folder = write_vocab(tmp_path / "v", tokens, {"do_lower_case": lower})
+    ours, theirs = load_tokenizer(folder), hf_tokenizer(folder)
+    assert ours.do_lower_case is lower
+    for text, pair in SENTENCES:
+        for max_length in (None, 6, 9):
+            got = ours.encode(text, pair, max_length=max_length, truncation=max_length is not None)
+            want = theirs(text, pair, max_length=max_length, truncation=max_length is not None,
+                          return_offsets_mapping=True)
+            assert got["input_ids"] == want["input_ids"], (text, pair, max_length)
+            assert got["token_type_ids"] == want["token_type_ids"]
+            assert got["attention_mask"] == want["attention_mask"]
+            assert got["offsets"] == [tuple(o) for o in want["offset_mapping"]]
+            if max_length is None:
+                assert not got["truncated"]
+
+
+def test_encoding_details(vocab_dir):
+    tk = load_tokenizer(vocab_dir)
+    ids = {t: i for i, t in enumerate(VOCAB)}
+    assert (tk.pad, tk.unk, tk.cls, tk.sep, tk.mask) == (0, 1, 2, 3, 4) and tk.vocab_size == len(VOCAB)
+    e = tk.encode("Café rerunning", "xyz")
+    assert e["input_ids"] == [ids["[CLS]"], ids["cafe"], ids["re"], ids["##run"], ids["##ning"], ids["[SEP]"],
+                              ids["[UNK]"], ids["[SEP]"]]
+    assert e["token_type_ids"] == [0, 0, 0, 0, 0, 0, 1, 1]
+    assert e["offsets"][1] == (0, 4) and e["offsets"][3] == (7, 10)  # characters of the original text
+    # Truncation drops from the longer text first and says so.
+    t = tk.encode("the quick brown fox jumps", "a b", max_length=7)
+    assert tk.convert_ids_to_tokens(t["input_ids"]) == ["[CLS]", "the", "quick", "[SEP]", "a", "b", "[SEP]"]
+    assert t["truncated"] and not tk.encode("the fox", max_length=7)["truncated"]
+    batch = tk.encode_batch(["the fox", "a b c"], ["dog", "dog"])
+    assert [b["input_ids"] for b in batch] == [tk.encode("the fox", "dog")["input_ids"], tk.encode("a b c", "dog")["input_ids"]]
+    assert tk.decode(tk.encode("the fox jumps")["input_ids"]) == "the fox jumps"
+
+
+def test_tokenizer_json_and_vocab_txt_give_the_same_ids(vocab_dir, tmp_path):
+    ours = load_tokenizer(vocab_dir)
+    hf_tokenizer(vocab_dir).save_pretrained(str(tmp_path / "hf"))  # writes tokenizer.json
+    assert (tmp_path / "hf" / "tokenizer.json").is_file()
+    from_json = load_tokenizer(tmp_path / "hf")
+    assert from_json.source.endswith("tokenizer.json") and ours.source.endswith("vocab.txt")
+    for text, pair in SENTENCES:
+        assert from_json.encode(text, pair, max_length=8) == ours.encode(text, pair, max_length=8)
+    assert (from_json.cls, from_json.sep, from_json.pad, from_json.mask) == (ours.cls, ours.sep, ours.pad, ours.mask)
+    # Our own save gives the same again, from either file.
+    ours.save(tmp_path / "saved")
+    assert {p.name for p in (tmp_path / "saved").iterdir()} == {"tokenizer.json", "vocab.txt", "tokenizer_config.json"}
+    assert (tmp_path / "saved" / "vocab.txt").read_text().split("\n")[:-1] == VOCAB
+    for file in ("tokenizer.json", "vocab.txt"):
+        again = load_tokenizer(tmp_path / "saved" / file)
+        assert [again.encode(t, p)["input_ids"] for t, p in SENTENCES] == [ours.encode(t, p)["input_ids"] for t, p in SENTENCES]
+
+
+def test_cased_vocab_keeps_accents_and_case(tmp_path):
+    folder = write_vocab(tmp_path / "cased", VOCAB + ["Café"], {"do_lower_case": False})
+    tk = load_tokenizer(folder)
+    assert tk.convert_ids_to_tokens(tk.encode("Café cafe")["input_ids"]) == ["[CLS]", "Café", "cafe", "[SEP]"]
+
+
+def test_train_wordpiece_round_trips(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["the quick brown fox jumps over the lazy dog"] * 20
+                                + ["Lightning trains transformers", "tokenizers split words into pieces"] * 10))
+    tk = train_wordpiece([corpus], vocab_size=120, out_dir=tmp_path / "trained")
+    assert isinstance(tk, Tokenizer) and tk.vocab_size <= 120
+    assert (tk.pad, tk.unk, tk.cls, tk.sep, tk.mask) == (0, 1, 2, 3, 4)
+    assert {p.name for p in (tmp_path / "trained").iterdir()} == {"tokenizer.json", "vocab.txt", "tokenizer_config.json"}
+    loaded = load_tokenizer(tmp_path / "trained")
+    text = "The Quick fox trains pieces"
+    assert loaded.encode(text)["input_ids"] == tk.encode(text)["input_ids"]
+    assert tk.convert_ids_to_tokens(tk.encode("the fox")["input_ids"]) == ["[CLS]", "the", "fox", "[SEP]"]
+    (tmp_path / "trained" / "tokenizer.json").unlink()  # vocab.txt alone gives the same pipeline
+    assert load_tokenizer(tmp_path / "trained").encode(text, "the dog") == tk.encode(text, "the dog")
+    with pytest.raises(DataError, match=r"corpus file\(s\) not found: .*nope\.txt"):
+        train_wordpiece([tmp_path / "nope.txt"], 100, tmp_path / "x")
+
+
+def test_missing_or_bad_tokenizer_files_are_named(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    with pytest.raises(DataError, match=r"folder .*ckpt has neither tokenizer\.json nor vocab\.txt \(found: config\.json\)"):
+        load_tokenizer(tmp_path / "ckpt")
+    with pytest.raises(DataError, match=r"tokenizer: .*nowhere does not exist.*tokenizer\.json or vocab\.txt"):
+        load_tokenizer(tmp_path / "nowhere")
+    (tmp_path / "ckpt" / "tokenizer.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"ckpt/tokenizer\.json cannot be read"):
+        load_tokenizer(tmp_path / "ckpt")
+    write_vocab(tmp_path / "dup", ["[CLS]", "[SEP]", "[UNK]", "a", "a"])
+    with pytest.raises(DataError, match=r"vocab\.txt line 5: token 'a' already appears on line 4"):
+        load_tokenizer(tmp_path / "dup")
+    write_vocab(tmp_path / "nocls", ["[SEP]", "[UNK]", "a"])
+    with pytest.raises(DataError, match=r"lacks the special token\(s\) \[CLS\]"):
+        load_tokenizer(tmp_path / "nocls")
