@@ -46,9 +46,13 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged files
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        instead = (f"pass another checkpoint of {path.parent} instead ({', '.join(others)}; e.g. --ckpt_path "
+                   f"{path.parent / others[0]})" if others else "no other checkpoint is in its folder")
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); it is probably "
-            "truncated or not a checkpoint. Earlier checkpoints in the same folder are untouched."
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).strip()[:200]}); it is probably "
+            f"truncated (a process killed while writing it outside lit_tasks' atomic writes) or not a checkpoint. "
+            f"Nothing was changed or deleted: {instead}."
         ) from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict' entry)")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,14 +25,19 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from lit_tasks import run_dir as runs
-from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter
+from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter, ResumeState
+from lit_tasks.callbacks.preemption import RequeueOnSignal, slurm_plugins
+from lit_tasks.callbacks.speed import BlockOptions
 from lit_tasks.checkpoint_io import AtomicCheckpointIO
-from lit_tasks.errors import find_user_error, user_message
+from lit_tasks.errors import ConfigError, find_user_error, user_message
 from lit_tasks.loggers import build_loggers
 
 USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE [--key value ...]
        python -m lit_tasks export --ckpt_path CKPT --out DIR
        python -m lit_tasks sweep sweeps/FILE.yaml --count N   (a wandb sweep, run locally, offline)
+       python -m lit_tasks slurm --config FILE --nodes N --gpus-per-node G --time HH:MM:SS [--dry-run]   (submit to Slurm)
+       python -m lit_tasks runs [--root runs]                  (list runs: status, metrics, time)
+       python -m lit_tasks tokenizer --files FILE ... --vocab_size N --out DIR   (train a WordPiece tokenizer)
 
   fit        train (then test the best checkpoint when the data has a test split)
   validate   evaluate on the validation split       test   evaluate on the test split
@@ -91,9 +97,20 @@ class LitTasksCLI(LightningCLI):
         parser.add_argument("--run.wandb_project", type=str, default="lit_tasks")
         parser.add_argument("--run.test_after_fit", type=bool, default=True,
                             help="after fit, test the best checkpoint if the data has a test split")
+        parser.add_argument("--run.checkpoint_every_n_steps", type=int | None, default=None,
+                            help="also write checkpoints/last.ckpt every N training steps (resume: --ckpt_path last)")
+        parser.add_argument("--run.checkpoint_every_minutes", type=float | None, default=None,
+                            help="also write checkpoints/last.ckpt every M minutes of training")
+        parser.add_argument("--run.activation_checkpointing", type=bool, default=False,
+                            help="recompute each zoo block's activations in backward (less memory, docs/scaling.md)")
+        parser.add_argument("--run.compile", type=bool, default=False,
+                            help="torch.compile each zoo block of the model (docs/scaling.md)")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
         parser.link_arguments("model.init_args.init_from", "data.init_args.preprocessor", apply_on="parse")
+        # masked-LM pretraining: the tokenizer's vocabulary sizes the embedding; NSP is the data's choice
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.nsp", "model.init_args.nsp", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning would rebuild the model from a checkpoint's hyper-parameters, silently
@@ -141,17 +158,41 @@ class LitTasksCLI(LightningCLI):
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins = [*plugins, AtomicCheckpointIO()]
-        kwargs["plugins"] = plugins
+        kwargs["plugins"] = slurm_plugins(plugins)  # under Slurm: our requeue, not Lightning's
         kwargs["default_root_dir"] = str(self.run_dir)
+        given = trainer_config.get("callbacks") or []
         kwargs["callbacks"] = [
-            *(trainer_config.get("callbacks") or []),
+            *(given if isinstance(given, list) else [given]),
             ModelCheckpoint(dirpath=self.run_dir / "checkpoints", filename="best", monitor=monitor[0], mode=monitor[1],
-                            save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False),
+                            save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+            *self._last_checkpoints(config.run),
             ResultsWriter(self.run_dir, self._plain_config(), config.seed_everything, monitor),
             FigureLogger(self.run_dir),
             PredictionWriter(self.run_dir),
+            ResumeState(),
+            *([BlockOptions(config.run.activation_checkpointing, config.run.compile)]
+              if config.run.activation_checkpointing or config.run.compile else []),
+            RequeueOnSignal(),
         ]
         return super().instantiate_trainer(**kwargs)
+
+    def _last_checkpoints(self, run: Any) -> list[ModelCheckpoint]:
+        """Writers of checkpoints/last.ckpt, the newest state (what `--ckpt_path last` resumes):
+        one at the end of every epoch, and one every run.checkpoint_every_n_steps steps or
+        _minutes minutes, at the end of a training step, when set. (ModelCheckpoint's own
+        save_last only writes when the monitored metric improved.)"""
+        steps, minutes = run.get("checkpoint_every_n_steps"), run.get("checkpoint_every_minutes")
+        if steps is not None and minutes is not None:
+            raise ConfigError("run.checkpoint_every_n_steps and run.checkpoint_every_minutes: set one of them, not both")
+        if (steps is not None and steps < 1) or (minutes is not None and minutes <= 0):
+            raise ConfigError(f"run.checkpoint_every_n_steps / _minutes must be positive (got {steps or minutes})")
+        triggers = [{}]
+        if steps is not None or minutes is not None:
+            triggers.append({"every_n_train_steps": steps,
+                             "train_time_interval": timedelta(minutes=minutes) if minutes else None})
+        return [ModelCheckpoint(dirpath=self.run_dir / "checkpoints", filename="last", save_top_k=1,
+                                auto_insert_metric_name=False, enable_version_counter=False, **trigger)
+                for trigger in triggers]
 
     def _plain_config(self) -> dict[str, Any]:
         """The resolved config as plain data, with the values links filled in (num_classes, ...)."""
@@ -191,7 +232,7 @@ class LitTasksCLI(LightningCLI):
 
 
 # Commands beside LightningCLI's: name -> module with a `main(argv)`, imported when used.
-COMMANDS = {"export": "lit_tasks.export", "sweep": "lit_tasks.sweep"}
+COMMANDS = {"export": "lit_tasks.export", "sweep": "lit_tasks.sweep", "slurm": "lit_tasks.slurm", "runs": "lit_tasks.runs", "tokenizer": "lit_tasks.text.train_tokenizer"}
 
 
 def main(argv: list[str] | None = None) -> None:

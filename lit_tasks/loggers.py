@@ -1,13 +1,22 @@
-"""The run's loggers: wandb (offline unless an API key is set) and a CSV file."""
+"""The run's loggers: wandb (offline unless an API key is set) and a CSV file.
+
+Both continue across commands and resumes in the same run folder: the CSV file is appended
+to (Lightning's own CSV logger deletes it when the folder exists) and the wandb run keeps its id
+(`wandb_run_id`, resume="allow"). On a resume, :meth:`RunCSVLogger.rewind` drops the rows
+logged after the checkpoint, which the resumed run logs again.
+"""
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 import secrets
 from pathlib import Path
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
 LOGGER_NAMES = ("wandb", "csv")
@@ -30,12 +39,71 @@ def wandb_offline() -> bool:
     return not wandb_has_credentials()
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, keeping an existing metrics.csv and its columns."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class RunCSVLogger(CSVLogger):
+    """`<run>/logs/metrics.csv`, one row per logging call, written as it is logged (a killed
+    run loses no row), appended to by every later command and resume in the run folder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(save_dir=str(run_dir), name="logs", version="", flush_logs_every_n_steps=1)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    def row_count(self) -> int:
+        """Data rows on disk (after writing what is pending)."""
+        self.save()
+        path = Path(self.log_dir) / "metrics.csv"
+        if not path.is_file():
+            return 0
+        with open(path, newline="") as f:
+            return max(0, sum(1 for _ in csv.reader(f)) - 1)
+
+    @rank_zero_only
+    def rewind(self, rows: int, step: int) -> None:
+        """Keep what was on disk when a checkpoint was saved: the first `rows` rows, plus the
+        training-step row of the checkpoint's own `step` (Lightning logs it just after saving).
+        Rows of later steps, and validation/epoch rows of `step`, are logged again on resume."""
+        path = Path(self.log_dir) / "metrics.csv"
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, all_rows = reader.fieldnames or [], list(reader)
+
+        def step_row(row: dict[str, str]) -> bool:
+            filled = [k for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")]
+            return row.get("step") == str(step) and not any(
+                k.startswith(("val/", "test/")) or k.endswith("_epoch") for k in filled)
+
+        kept = all_rows[:rows] + [row for row in all_rows[rows:rows + 1] if step_row(row)]
+        tmp = path.with_name(".metrics.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, path)
+
+
 def build_loggers(names: list[str], run_dir: Path, run_name: str, project: str) -> list[Logger]:
     """Loggers writing into the run folder. A resumed run continues its wandb run (same id)."""
     loggers: list[Logger] = []
     for name in names:
         if name == "csv":
-            loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version=""))
+            loggers.append(RunCSVLogger(run_dir))
         elif name == "wandb":
             id_file = run_dir / "wandb_run_id"
             if os.environ.get("WANDB_RUN_ID"):  # a wandb agent (sweep) chose the run

@@ -10,7 +10,9 @@
 `--ckpt_path last|best` without `--run.dir` means: the newest run of this name that has one.
 All processes of a distributed job must agree on the folder: the first process exports
 it in LIT_TASKS_RUN_DIR (inherited by the processes Lightning launches); under SLURM the
-job id names the version, so every task of the job computes the same one.
+job id names the version, so every task of the job computes the same one. A requeued Slurm
+job (same job id, SLURM_RESTART_COUNT > 0) given no --ckpt_path continues from the newest of
+its folder's checkpoints/preempted.ckpt (written on the requeue signal) and last.ckpt.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def new_version() -> str:
 
 def checkpoint_path(run_dir: Path, alias: str) -> Path:
     return run_dir / "checkpoints" / f"{alias}.ckpt"
+
+
+def requeued_checkpoint(run_dir: Path) -> str | None:
+    """The checkpoint a requeued Slurm job continues from, or None (not requeued, or none yet)."""
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return None
+    files = [checkpoint_path(run_dir, alias) for alias in ("preempted", "last")]
+    files = [file for file in files if file.is_file()]
+    return str(max(files, key=lambda file: file.stat().st_mtime)) if files else None
 
 
 def find_run_with(root: Path, name: str, alias: str) -> Path:
@@ -65,10 +76,15 @@ def resolve(root: str, name: str, run_dir: str | None, ckpt_path: str | None) ->
         chosen = Path(ckpt_path).parent.parent  # a checkpoint inside a run folder: keep writing there
     else:
         chosen = Path(root) / name / new_version()
+    if ckpt_path is None:
+        ckpt_path = requeued_checkpoint(chosen)
     if ckpt_path in CKPT_ALIASES:
         file = checkpoint_path(chosen, ckpt_path)
         if not file.is_file():
-            raise CheckpointError(f"--ckpt_path {ckpt_path}: {file} does not exist yet")
+            raise CheckpointError(
+                f"--ckpt_path {ckpt_path}: the run folder {chosen} has no checkpoints/{ckpt_path}.ckpt yet "
+                f"(nothing to resume: drop --ckpt_path to start from scratch, or pass another run's --run.dir)"
+            )
         ckpt_path = str(file)
     elif ckpt_path and not Path(ckpt_path).is_file():
         raise CheckpointError(f"--ckpt_path {ckpt_path}: no such file")

@@ -1,4 +1,5 @@
-"""Task figures (confusion matrix, sample predictions) to wandb and to PNG files."""
+"""Task figures (confusion matrix, sample predictions) to wandb and to PNG files; audio
+samples with their transcripts to wandb."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from lit_tasks import plots
 
 
 class FigureLogger(Callback):
-    """After each validation and test epoch, send the task's `figures(stage)` to wandb.
+    """After each validation and test epoch, send the task's `figures(stage)` to wandb, and
+    its `audio_samples(stage)` (when it has that hook) as a wandb table with audio players.
 
     The figures of the last validation (during fit) and of the test are also written
     next to results.json as `<name>.png` (val) and `test_<name>.png` (test).
@@ -30,6 +32,21 @@ class FigureLogger(Callback):
                 logger.log_image(key=f"{stage}/{name}", images=[fig], step=trainer.global_step)
             prefix = "" if stage == "val" else f"{stage}_"
             plots.save(fig, self.run_dir / f"{prefix}{name}.png")
+        samples = pl_module.audio_samples(stage) if hasattr(pl_module, "audio_samples") else []
+        if samples and wandb_loggers:
+            self._log_audio(wandb_loggers, f"{stage}/samples", samples, trainer.global_step)
+
+    @staticmethod
+    def _log_audio(loggers: list[WandbLogger], key: str, samples: list[dict], step: int) -> None:
+        """A wandb table: path, audio player, reference and predicted transcript per clip
+        (`audio_samples(stage)` of the task: dicts with those keys and "sampling_rate")."""
+        import wandb
+
+        columns = ["path", "audio", "reference", "prediction"]
+        rows = [[s["path"], wandb.Audio(s["audio"], sample_rate=s["sampling_rate"]), s["reference"], s["prediction"]]
+                for s in samples]
+        for logger in loggers:
+            logger.log_table(key=key, columns=columns, data=rows, step=step)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._emit(trainer, pl_module, "val")

@@ -1,6 +1,7 @@
 """results.json: one file a script can read to know how a run went.
 
-    {"status": "finished", "metrics": {"val/acc": .., "test/acc": ..},
+    {"status": "finished", "pid": .., "host": "..", "updated": "2026-11-25T10:42:39",
+     "metrics": {"val/acc": .., "test/acc": ..},
      "best": {"monitor": "val/acc", "mode": "max", "score": .., "epoch": .., "metrics": {..}},
      "checkpoints": {"best": "...", "last": "..."}, "config": {...}, "seed": 42,
      "versions": {...}, "wall_time_s": {"fit": ..}, "throughput": {"train_samples_per_s": ..},
@@ -11,6 +12,10 @@ rank meets its own shard's; the log of every rank names them).
 
 Every fit / validate / test merges its part into the run folder's file, so `fit` followed
 by `test` (or a resumed fit) leaves one file with everything. Only global rank 0 writes.
+
+`status` is "running" from the start of a command (with the writing process's `pid` and
+`host`, so `python -m lit_tasks runs` can tell a killed run), then "finished", "failed"
+(with `error`) or "preempted" (stopped by SIGTERM, e.g. a cluster's preemption notice).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import time
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +32,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_tasks import plots
 
@@ -85,7 +92,7 @@ class ResultsWriter(Callback):
     # -- bookkeeping ----------------------------------------------------------------------
     def _start(self, trainer: L.Trainer, stage: str) -> None:
         self._started[stage] = time.perf_counter()
-        self.results["status"] = "running"
+        self.results.update(status="running", pid=os.getpid(), host=socket.gethostname())
         self._write(trainer, stage, final=False)
 
     def _count_skips(self, batch: Any) -> None:
@@ -101,6 +108,10 @@ class ResultsWriter(Callback):
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start(trainer, "test")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a resumed fit redoes the epochs after its checkpoint: their rows come again
+        self.history = [row for row in self.history if row["epoch"] < trainer.current_epoch]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._mark = time.perf_counter()
@@ -138,7 +149,7 @@ class ResultsWriter(Callback):
         self._finish(trainer, "test")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.results["status"] = "failed"
+        self.results["status"] = "preempted" if isinstance(exception, SIGTERMException) else "failed"
         self.results["error"] = f"{type(exception).__name__}: {exception}"[:2000]
         self._write(trainer, None, final=False)
 
@@ -166,9 +177,15 @@ class ResultsWriter(Callback):
         if final:
             metrics.update({k: to_number(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")})
         results["best"] = self._best()
-        ckpt = trainer.checkpoint_callback
-        if isinstance(ckpt, ModelCheckpoint) and (ckpt.best_model_path or ckpt.last_model_path):
-            results["checkpoints"] = {"best": ckpt.best_model_path or None, "last": ckpt.last_model_path or None}
+        results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        ckpt = trainer.checkpoint_callback  # the best-by-monitor one; last.ckpt has writers of its own
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        if isinstance(ckpt, ModelCheckpoint) and (ckpt.best_model_path or last.is_file()):
+            # a test from best.ckpt restores the callback as it was when best.ckpt was written:
+            # keep the best path already known
+            known = results.get("checkpoints") or {}
+            results["checkpoints"] = {"best": ckpt.best_model_path or known.get("best"),
+                                      "last": str(last) if last.is_file() else known.get("last")}
         if stage is not None:
             results.setdefault("commands", [])
             if final:

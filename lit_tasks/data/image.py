@@ -14,7 +14,9 @@ from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule, read_preprocessor_json
 from lit_tasks.data.image_sources import DataError, ImageRecord
 from lit_tasks.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, BadImageError, ImageTransform, open_image
-from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.data.samplers import (
+    ResumableLoader, distributed_eval_sampler, run_seed, sample_generator, training_sampler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ class ImageDataset(Dataset):
 
     ``hf`` is the HF split (image column undecoded) the records' rows point into, or None for
     files. With ``skip_bad_images`` an image that cannot be decoded gives a :class:`SkippedImage`
-    (and a warning naming it) instead of raising :class:`BadImageError`.
+    (and a warning naming it) instead of raising :class:`BadImageError`. An index that is a
+    :class:`~lit_tasks.data.samplers.SeededIndex` seeds the sample's augmentation.
     """
 
     def __init__(
@@ -72,7 +75,8 @@ class ImageDataset(Dataset):
                 raise
             log.warning("Skipping image (skip_bad_images=True): %s", e)
             return SkippedImage(record.path, str(e))
-        return {"pixel_values": self.transform(image), "labels": record.label, "paths": record.path}
+        pixel_values = self.transform(image, generator=sample_generator(i))
+        return {"pixel_values": pixel_values, "labels": record.label, "paths": record.path}
 
 
 class ImageCollate:
@@ -180,8 +184,9 @@ class ImageDataModule(SplitDataModule):
     Images of every PIL mode become RGB: alpha is composited on **white**; 16-bit greyscale is
     scaled 65535 -> 255. Eval resizes (bilinear) to ``image_size``; train takes a random resized
     crop (``random_resized_crop`` area range, aspect 3/4..4/3; None = plain resize) and a random
-    horizontal flip (``hflip``). Augmentation draws from torch's RNG only, so
-    ``seed_everything(seed, workers=True)`` makes runs reproducible.
+    horizontal flip (``hflip``). Training order and augmentation are a function of the run's
+    seed, the epoch and the sample index only (:class:`~lit_tasks.data.samplers.ResumableSampler`),
+    whatever ``num_workers``, and a run resumed mid-epoch continues with the very same batches.
 
     ``image_size`` / ``image_mean`` / ``image_std`` default to the ``preprocessor`` checkpoint's
     ``preprocessor_config.json`` when one is given, else 224 and the ImageNet statistics.
@@ -375,12 +380,15 @@ class ImageDataModule(SplitDataModule):
         if split not in self._datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
         dataset = self._datasets[split]
-        sampler = None if train else distributed_eval_sampler(dataset, getattr(self, "trainer", None))
-        return DataLoader(
+        trainer = getattr(self, "trainer", None)
+        loader, sampler = (ResumableLoader, training_sampler(dataset, trainer)) if train \
+            else (DataLoader, distributed_eval_sampler(dataset, trainer))
+        return loader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
             sampler=sampler,
+            # worker seeds drawn from a generator of their own leave the global RNG to the model
+            generator=torch.Generator().manual_seed(run_seed()),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

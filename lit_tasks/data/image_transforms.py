@@ -1,8 +1,7 @@
 """Decoding any PIL image to RGB, and the train / eval transforms of the image DataModule.
 
-Randomness comes only from torch's global generator (``torch.rand``/``torch.randint``), so
-``lightning.seed_everything(seed, workers=True)`` (or ``torch.manual_seed`` with
-``num_workers=0``) makes augmentation reproducible. Resizing is PIL bilinear, which is what a
+Randomness comes from the ``generator`` passed in (the image DataModule seeds one per sample
+and epoch) or, without one, torch's global generator. Resizing is PIL bilinear, which is what a
 Hugging Face image processor with ``resample=2`` does, so exported models see the same pixels.
 """
 
@@ -90,24 +89,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def random_resized_crop_box(
-    width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
 ) -> tuple[int, int, int, int]:
     """A random crop box (left, top, right, bottom) covering a ``scale`` fraction of the image
     area with aspect ratio (w/h) in ``ratio``, the aspect drawn log-uniformly.
 
     Up to ten draws are tried; if none fits inside the image, the largest centred box whose
-    aspect ratio lies in ``ratio`` is returned.
+    aspect ratio lies in ``ratio`` is returned. Draws from ``generator`` (None: torch's global RNG).
     """
     area = width * height
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     for _ in range(10):
-        target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(()).item())
-        aspect = math.exp(log_lo + (log_hi - log_lo) * torch.rand(()).item())
+        target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item())
+        aspect = math.exp(log_lo + (log_hi - log_lo) * torch.rand((), generator=generator).item())
         w = round(math.sqrt(target * aspect))
         h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, ()).item())
-            left = int(torch.randint(0, width - w + 1, ()).item())
+            top = int(torch.randint(0, height - h + 1, (), generator=generator).item())
+            left = int(torch.randint(0, width - w + 1, (), generator=generator).item())
             return left, top, left + w, top + h
     aspect = width / height
     if aspect < ratio[0]:
@@ -142,15 +142,16 @@ class ImageTransform:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random draws come from ``generator`` (None: torch's global RNG)."""
         h, w = self.size
         box = None
         if self.train and self.scale is not None:
-            box = random_resized_crop_box(img.width, img.height, self.scale)
+            box = random_resized_crop_box(img.width, img.height, self.scale, generator=generator)
         if box is not None or img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BILINEAR, box=box)
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
-        if self.train and self.hflip and torch.rand(()).item() < 0.5:
+        if self.train and self.hflip and torch.rand((), generator=generator).item() < 0.5:
             x = x.flip(-1)
         return (x.float() / 255.0 - self.mean) / self.std
 

@@ -192,11 +192,8 @@ class Encoded:
         return np.diff(self.starts)
 
     def save(self, file: Path) -> None:
-        tmp = file.with_name(file.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.savez(f, ids=self.ids, type_ids=self.type_ids, starts=self.starts, labels=self.labels,
-                     row_ids=self.row_ids, truncated_rows=np.array(self.truncated_rows, dtype=str))
-        os.replace(tmp, file)  # atomic: a reader never sees half a file
+        save_arrays(file, ids=self.ids, type_ids=self.type_ids, starts=self.starts, labels=self.labels,
+                    row_ids=self.row_ids, truncated_rows=np.array(self.truncated_rows, dtype=str))
 
     @classmethod
     def load(cls, file: Path) -> Encoded:
@@ -264,6 +261,14 @@ class TextDataset(Dataset):
         }
 
 
+def pad_sequences(sequences: list[np.ndarray], value: int) -> torch.Tensor:
+    """1-D integer arrays -> a (B, T) long tensor, T the longest, right-padded with ``value``."""
+    out = torch.full((len(sequences), max(len(x) for x in sequences)), value, dtype=torch.long)
+    for n, x in enumerate(sequences):
+        out[n, : len(x)] = torch.from_numpy(np.asarray(x, dtype=np.int64))
+    return out
+
+
 class TextCollate:
     """Pad to the longest sequence of the batch (dynamic padding) with ``pad_id``."""
 
@@ -271,15 +276,9 @@ class TextCollate:
         self.pad_id, self.multi_label = pad_id, multi_label
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(x["input_ids"]) for x in items)
-        input_ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(items), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-        for n, x in enumerate(items):
-            t = len(x["input_ids"])
-            input_ids[n, :t] = torch.from_numpy(x["input_ids"].astype(np.int64))
-            token_type_ids[n, :t] = torch.from_numpy(x["token_type_ids"].astype(np.int64))
-            attention_mask[n, :t] = 1
+        input_ids = pad_sequences([x["input_ids"] for x in items], self.pad_id)
+        token_type_ids = pad_sequences([x["token_type_ids"] for x in items], 0)
+        attention_mask = pad_sequences([np.ones(len(x["input_ids"]), dtype=np.int64) for x in items], 0)
         labels = np.stack([x["labels"] for x in items])
         return {
             "input_ids": input_ids,  # (B, T) long, padded with the tokenizer's pad id
@@ -323,6 +322,31 @@ class LengthGroupedSampler(Sampler[int]):
             yield from batches[b].tolist()
 
 
+def save_arrays(file: Path, **arrays: np.ndarray) -> None:
+    """Write a cache file of named arrays (``np.savez``) atomically: a reader never sees half a file."""
+    tmp = file.with_name(file.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, file)
+
+
+def fingerprint(settings: dict[str, Any], source: str | Path, tokenizer: Tokenizer) -> str:
+    """A cache key: the JSON ``settings``, the path and bytes of ``source`` (a file, or every
+    file of a folder) and the files of ``tokenizer``."""
+    h = hashlib.sha256()
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    source = Path(source).expanduser()
+    h.update(str(source.resolve()).encode())  # row ids name the file
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    for f in files:
+        _hash_file(h, f)
+    tk = Path(tokenizer.source)
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+        if (tk.parent / name).is_file():
+            _hash_file(h, tk.parent / name)
+    return h.hexdigest()[:24]
+
+
 def _hash_file(h, file: Path) -> None:
     h.update(str(file.name).encode() + b"\0")
     with open(file, "rb") as f:
@@ -353,7 +377,11 @@ class TextDataModule(SplitDataModule):
     ``hf_dataset``, a ``ClassLabel`` column keeps the dataset's names and numbering instead.
 
     Texts are tokenised with ``tokenizer`` (a checkpoint folder holding ``tokenizer.json`` or
-    ``vocab.txt``; see :func:`lit_tasks.text.load_tokenizer`) to at most ``max_length`` tokens,
+    ``vocab.txt``; see :func:`lit_tasks.text.load_tokenizer`) or, when ``tokenizer`` is not
+    given, with the tokenizer of the ``preprocessor`` checkpoint folder (the CLI links
+    ``model.init_from`` there, so a fine-tuned checkpoint brings its own tokenizer; an explicit
+    ``tokenizer`` wins, as explicit arguments do over the preprocessor in ImageDataModule),
+    to at most ``max_length`` tokens,
     special tokens included. Longer texts are truncated (longest text of a pair first); the
     count per split is in ``truncated`` and logged with the first rows affected.
 
@@ -389,6 +417,7 @@ class TextDataModule(SplitDataModule):
         multi_label: bool = False,
         label_separator: str = "|",
         tokenizer: str | None = None,
+        preprocessor: str | None = None,
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -410,7 +439,8 @@ class TextDataModule(SplitDataModule):
         self.hf_dataset = hf_dataset
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.multi_label, self.label_separator = multi_label, label_separator
-        self.tokenizer_path, self.max_length = tokenizer, max_length
+        self.tokenizer_path, self.max_length = tokenizer or preprocessor, max_length
+        self._tokenizer_key = "data.tokenizer" if tokenizer else "data.preprocessor (model.init_from)"
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
         self._tokenizer: Tokenizer | None = None
@@ -430,9 +460,13 @@ class TextDataModule(SplitDataModule):
         if self._tokenizer is None:
             if not self.tokenizer_path:
                 raise DataError(
-                    "TextDataModule: no tokenizer given; set data.tokenizer to a checkpoint/tokenizer folder."
+                    "TextDataModule: no tokenizer given; set data.tokenizer to a checkpoint/tokenizer folder "
+                    "(or model.init_from to a checkpoint folder holding one)."
                 )
-            self._tokenizer = load_tokenizer(self.tokenizer_path)
+            try:
+                self._tokenizer = load_tokenizer(self.tokenizer_path)
+            except DataError as e:
+                raise DataError(f"{self._tokenizer_key}: {e}") from None
             if self._tokenizer.pad is None:
                 wanted = self._tokenizer.config.get("pad_token", "[PAD]")
                 raise DataError(f"tokenizer {self.tokenizer_path} has no padding token (looked for {wanted!r}).")
@@ -486,24 +520,13 @@ class TextDataModule(SplitDataModule):
     # --------------------------------------------------------------------------- tokenising
 
     def _fingerprint(self, split: str) -> str:
-        h = hashlib.sha256()
         settings = {
             "version": CACHE_VERSION, "split": split, "text": self.text_column, "pair": self.text_pair_column,
             "label": self.label_column, "multi_label": self.multi_label, "separator": self.label_separator,
             "max_length": self.max_length, "label_names": self.label_names,
             "labelled": not (split == "predict" and self.files["predict"]),
         }
-        h.update(json.dumps(settings, sort_keys=True).encode())
-        source = Path(self._source(split)).expanduser()
-        h.update(str(source.resolve()).encode())  # row ids name the file
-        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-        for f in files:
-            _hash_file(h, f)
-        tk = Path(self.tokenizer.source)
-        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
-            if (tk.parent / name).is_file():
-                _hash_file(h, tk.parent / name)
-        return h.hexdigest()[:24]
+        return fingerprint(settings, self._source(split), self.tokenizer)
 
     def encoded(self, split: str) -> Encoded:
         """The tokenised split, from ``cache_dir`` when its fingerprint matches."""

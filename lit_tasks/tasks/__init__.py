@@ -1,6 +1,15 @@
 """One LightningModule per task. Configs name them by class path, e.g.
 `lit_tasks.tasks.ImageClassification`."""
 
+from lit_tasks.tasks.audio_classification import AudioClassification
 from lit_tasks.tasks.image_classification import ImageClassification
+from lit_tasks.tasks.masked_lm import MaskedLanguageModeling
+from lit_tasks.tasks.question_answering import QuestionAnswering
+from lit_tasks.tasks.speech_recognition import SpeechRecognition
+from lit_tasks.tasks.text_classification import TextClassification
+from lit_tasks.tasks.token_classification import TokenClassification
 
-__all__ = ["ImageClassification"]
+__all__ = [
+    "AudioClassification", "ImageClassification", "MaskedLanguageModeling", "QuestionAnswering", "SpeechRecognition", "TextClassification",
+    "TokenClassification",
+]

@@ -158,14 +158,16 @@ class Tokenizer:
         pairs: Sequence[str] | None = None,
         max_length: int | None = None,
         truncation: bool = True,
+        add_special_tokens: bool = True,
     ) -> list[Encoding]:
-        """The `tokenizers.Encoding` objects (for bulk use without per-item dicts)."""
+        """The `tokenizers.Encoding` objects (for bulk use without per-item dicts);
+        ``add_special_tokens=False`` gives the bare word pieces (no [CLS]/[SEP])."""
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"encode_batch: {len(texts)} texts but {len(pairs)} pairs")
         limit = (max_length or self.model_max_length) if truncation else None
         self._set_truncation(limit)
         inputs = list(texts) if pairs is None else list(zip(texts, pairs))
-        return self.backend.encode_batch(inputs)
+        return self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -314,6 +316,31 @@ def train_wordpiece(
     missing = [str(p) for p in paths if not p.is_file()]
     if not paths or missing:
         raise DataError(f"train_wordpiece: corpus file(s) not found: {', '.join(missing) or '(none given)'}.")
+
+    def lines() -> Iterable[str]:
+        for path in paths:
+            with open(path, "rb") as f:
+                for number, line in enumerate(f, start=1):
+                    try:
+                        yield line.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise DataError(f"{path} line {number}: not UTF-8 text ({e.reason}).") from None
+
+    return train_wordpiece_texts(lines(), vocab_size, out_dir, lowercase, min_frequency, model_max_length)
+
+
+def train_wordpiece_texts(
+    texts: Iterable[str], vocab_size: int, out_dir: str | Path, lowercase: bool = True,
+    min_frequency: int = 2, model_max_length: int = 512,
+) -> Tokenizer:
+    """:func:`train_wordpiece` on texts already in memory (e.g. a JSONL column).
+
+    ``lowercase`` (BERT's uncased models) also strips accents; ``min_frequency``: a pair of
+    pieces seen fewer times is never merged. The vocabulary holds at most ``vocab_size``
+    tokens, more only when the corpus has more distinct characters (every one is kept).
+    """
+    if vocab_size < 6:
+        raise DataError(f"train_wordpiece: vocab_size is {vocab_size}; it must exceed the 5 special tokens.")
     special = [SPECIAL_TOKENS[r][1] for r in ("pad", "unk", "cls", "sep", "mask")]
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special,
@@ -323,7 +350,9 @@ def train_wordpiece(
     base = RustTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
     base.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=None)
     base.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    base.train([str(p) for p in paths], trainer)
+    base.train_from_iterator(texts, trainer)
+    if base.get_vocab_size() <= len(special):
+        raise DataError("train_wordpiece: the corpus holds no text; expected non-empty lines.")
     backend = bert_pipeline(base.get_vocab(with_added_tokens=True), do_lower_case=lowercase)
     config = {"do_lower_case": lowercase, "model_max_length": model_max_length}
     tokenizer = Tokenizer(backend, config, source=str(out_dir))

@@ -50,3 +50,23 @@ def test_error_raised_while_the_cli_builds_the_data_is_still_one_paragraph(tmp_p
     """jsonargparse wraps exceptions from DataModule.__init__; the user still sees ours."""
     result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--data.root", str(tmp_path / "missing"))
     assert_clear_error(result, str(tmp_path / "missing" / "train"))
+
+
+def test_resume_from_a_checkpoint_cut_in_half_names_it_and_the_alternative(tmp_path, image_folder):
+    args = [*tiny_args(image_folder, tmp_path), "--trainer.max_epochs", "1", "--run.test_after_fit", "false"]
+    assert run_cli("fit", *args).returncode == 0
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    last, best = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "best.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    damaged, best_bytes = last.read_bytes(), best.read_bytes()
+    result = run_cli("fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    assert_clear_error(result, str(last), "truncated", str(best))
+    assert last.read_bytes() == damaged and best.read_bytes() == best_bytes  # nothing changed or deleted
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_ckpt_last_in_a_run_folder_without_checkpoints(tmp_path, image_folder):
+    run_dir = tmp_path / "fresh"
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--run.dir", str(run_dir), "--ckpt_path", "last")
+    assert_clear_error(result, str(run_dir), "last.ckpt", "drop --ckpt_path")
+    assert not (run_dir / "checkpoints").exists()

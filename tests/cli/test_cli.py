@@ -48,8 +48,11 @@ def test_every_recipe_instantiates(config, tmp_path, monkeypatch):
     text = config.read_text()
     assert "command:" in text and "expected:" in text, "a recipe states its command and expected metric"
     cli = LitTasksCLI(args=["--config", str(config), "--run.root", str(tmp_path), "--run.loggers", "[csv]"], run=False)
-    assert cli.model.hparams.num_classes == cli.datamodule.num_classes
-    assert list(cli.model.label_names) == list(cli.datamodule.label_names)
+    if getattr(cli.datamodule, "num_classes", 0):  # label tasks: the data's classes reach the model
+        assert cli.model.hparams.num_classes == cli.datamodule.num_classes
+        assert list(cli.model.label_names) == list(cli.datamodule.label_names)
+    if "vocab_size" in cli.model.hparams:  # pretraining: the tokenizer sizes the embedding
+        assert cli.model.hparams.vocab_size == cli.datamodule.vocab_size
     assert cli.trainer.max_epochs >= 1
 
 
@@ -85,6 +88,21 @@ def test_validate_best_and_resume_last(tmp_path, image_folder):
     results = json.loads((run_dir / "results.json").read_text())
     assert [row["epoch"] for row in results["history"]] == [0, 1]
     assert results["commands"] == ["fit", "test", "validate", "fit", "test"]
+
+
+def test_last_checkpoint_is_newest_even_when_best_does_not_improve(tmp_path, image_folder):
+    """lr 0: val/acc is the same every epoch, so best.ckpt stays at epoch 0; last.ckpt must still
+    hold the final state, or `--ckpt_path last` would resume from an old one."""
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--model.lr", "0", "--trainer.max_epochs", "3",
+                     "--run.test_after_fit", "false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    best = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == 0
+    assert last["epoch"] == 2 and last["global_step"] > best["global_step"]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["checkpoints"]["last"] == str(run_dir / "checkpoints/last.ckpt")
 
 
 def test_ckpt_last_without_checkpoint_is_clear(tmp_path, image_folder):

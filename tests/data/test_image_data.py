@@ -431,19 +431,21 @@ def test_lightning_keeps_the_unpadded_sampler(folder):
     assert isinstance(val.sampler, UnpaddedDistributedSampler) and val.sampler.num_replicas == 2
     assert list(val.sampler) == [0, 2, 4]
     assert not trainer._data_connector._requires_distributed_sampler(val)
-    assert trainer._data_connector._requires_distributed_sampler(dm.train_dataloader())
+    train = dm.train_dataloader()  # its own resumable, rank-sharded sampler is kept too
+    assert not trainer._data_connector._requires_distributed_sampler(train) and train.sampler.num_replicas == 2
     assert distributed_eval_sampler(range(5), trainer=None) is None  # not distributed here
 
 
 # ----------------------------------------------------------------------- augmentation
 
 
-def test_train_augmentation_is_reproducible_under_torch_seed(folder):
+def test_train_augmentation_is_reproducible_under_the_run_seed(folder, monkeypatch):
     dm = ImageDataModule(root=str(folder), random_resized_crop=(0.3, 1.0), **dm_kwargs(batch_size=12))
     dm.setup("fit")
 
     def draw(seed):
-        torch.manual_seed(seed)
+        monkeypatch.setenv("PL_GLOBAL_SEED", str(seed))  # what seed_everything exports
+        torch.manual_seed(seed + 100)  # the global RNG plays no part
         return next(iter(dm.train_dataloader()))
 
     a, b, c = draw(0), draw(0), draw(1)

@@ -1,0 +1,1 @@
+"""Metrics that torchmetrics does not give us (SQuAD EM/F1, entity-level F1, ...)."""
