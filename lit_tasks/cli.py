@@ -232,7 +232,13 @@ class LitTasksCLI(LightningCLI):
 
 
 # Commands beside LightningCLI's: name -> module with a `main(argv)`, imported when used.
-COMMANDS = {"export": "lit_tasks.export", "sweep": "lit_tasks.sweep", "slurm": "lit_tasks.slurm", "runs": "lit_tasks.runs", "tokenizer": "lit_tasks.text.train_tokenizer"}
+COMMANDS = {
+    "export": "lit_tasks.export",
+    "sweep": "lit_tasks.sweep",
+    "slurm": "lit_tasks.slurm",
+    "runs": "lit_tasks.runs",
+    "tokenizer": "lit_tasks.text.train_tokenizer",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,9 +14,7 @@ from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule, read_preprocessor_json
 from lit_tasks.data.image_sources import DataError, ImageRecord
 from lit_tasks.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, BadImageError, ImageTransform, open_image
-from lit_tasks.data.samplers import (
-    ResumableLoader, distributed_eval_sampler, run_seed, sample_generator, training_sampler,
-)
+from lit_tasks.data.samplers import sample_generator, split_loader
 
 log = logging.getLogger(__name__)
 
@@ -380,21 +378,8 @@ class ImageDataModule(SplitDataModule):
         if split not in self._datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
         dataset = self._datasets[split]
-        trainer = getattr(self, "trainer", None)
-        loader, sampler = (ResumableLoader, training_sampler(dataset, trainer)) if train \
-            else (DataLoader, distributed_eval_sampler(dataset, trainer))
-        return loader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=sampler,
-            # worker seeds drawn from a generator of their own leave the global RNG to the model
-            generator=torch.Generator().manual_seed(run_seed()),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=ImageCollate(self.image_size),
-            drop_last=False,
-        )
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
+                            ImageCollate(self.image_size), self.num_workers, getattr(self, "trainer", None))
 
     # ---------------------------------------------------------------------------- export
 

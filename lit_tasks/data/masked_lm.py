@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.samplers import ResumableLoader, distributed_eval_sampler, run_seed, training_sampler
+from lit_tasks.data.samplers import run_seed, split_loader
 from lit_tasks.data.tables import TABLE_EXTENSIONS
 from lit_tasks.data.text import _hash_file, fingerprint, read_hf_split, read_text_table, save_arrays
 from lit_tasks.errors import ConfigError, DataError
@@ -571,15 +571,6 @@ class MaskedLMDataModule(SplitDataModule):
         trainer = getattr(self, "trainer", None)
         train = split == "train"
         # training: a resumable loader (mid-epoch resume), its sampler seeds each sample's masks
-        loader, sampler = (ResumableLoader, training_sampler(dataset, trainer)) if train \
-            else (DataLoader, distributed_eval_sampler(dataset, trainer))
-        return loader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=MaskingCollate(self.tokenizer, self.mlm_probability, self.whole_word_mask),
-            drop_last=False,
-        )
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
+                            MaskingCollate(self.tokenizer, self.mlm_probability, self.whole_word_mask),
+                            self.num_workers, trainer)

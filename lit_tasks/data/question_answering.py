@@ -14,7 +14,6 @@ of ``context`` from 0, and ``context[answer_start:answer_start + len(text)]`` mu
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.data.samplers import distributed_eval_sampler, split_loader
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
-from lit_tasks.data.text import LengthGroupedSampler, TextCollate, _text_field, fingerprint, save_arrays
+from lit_tasks.data.text import TextCollate, _text_field, fingerprint, open_tokenizer, save_arrays
 from lit_tasks.errors import DataError
-from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
+from lit_tasks.text.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -380,8 +379,6 @@ class QuestionAnsweringDataModule(SplitDataModule):
         self.hf_dataset = hf_dataset
         self.columns = {"id": id_column, "context": context_column, "question": question_column,
                         "answers": answers_column}
-        self.tokenizer_path = tokenizer or preprocessor
-        self._tokenizer_key = "data.tokenizer" if tokenizer else "data.preprocessor (model.init_from)"
         self.max_length, self.doc_stride, self.skip_bad_answers = max_length, doc_stride, skip_bad_answers
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
@@ -395,15 +392,7 @@ class QuestionAnsweringDataModule(SplitDataModule):
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            if not self.tokenizer_path:
-                raise DataError("QuestionAnsweringDataModule: no tokenizer given; set data.tokenizer to a "
-                                "checkpoint/tokenizer folder (or model.init_from to a checkpoint folder holding one).")
-            try:
-                self._tokenizer = load_tokenizer(self.tokenizer_path)
-            except DataError as e:
-                raise DataError(f"{self._tokenizer_key}: {e}") from None
-            if self._tokenizer.pad is None:
-                raise DataError(f"tokenizer {self.tokenizer_path} has no padding token.")
+            self._tokenizer = open_tokenizer(self.hparams.tokenizer, self.hparams.preprocessor, type(self).__name__)
         return self._tokenizer
 
     def has_split(self, split: str) -> bool:
@@ -482,21 +471,12 @@ class QuestionAnsweringDataModule(SplitDataModule):
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         dataset = self._dataset(split)
-        sampler = None
-        if train and self.group_by_length:
-            seed = int(os.getenv("PL_GLOBAL_SEED", 0))
-            sampler = LengthGroupedSampler(dataset.windows.lengths, self.batch_size, seed=seed)
-        elif not train:
-            plain = distributed_eval_sampler(dataset, getattr(self, "trainer", None))  # None: one process
+        trainer = getattr(self, "trainer", None)
+        question_sampler = None
+        if not train:  # all windows of a question on one rank
+            plain = distributed_eval_sampler(dataset, trainer)  # None: one process
             if plain is not None:
-                sampler = QuestionShardSampler(dataset.windows.example, plain.num_replicas, plain.rank)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=QACollate(self.tokenizer.pad),
-        )
+                question_sampler = QuestionShardSampler(dataset.windows.example, plain.num_replicas, plain.rank)
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
+                            QACollate(self.tokenizer.pad), self.num_workers, trainer,
+                            dataset.windows.lengths if self.group_by_length else None, question_sampler)

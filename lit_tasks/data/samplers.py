@@ -19,9 +19,10 @@ import os
 from collections.abc import Iterator, Sized
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -103,16 +104,45 @@ class ResumableSampler(DistributedSampler):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
         self.start = 0
 
+    def _order(self, generator: torch.Generator) -> list[int]:
+        """This epoch's order of all dataset indices (before sharding over ranks)."""
+        n = len(self.dataset)
+        return (torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)).tolist()
+
     def __iter__(self) -> Iterator[SeededIndex]:
         n = len(self.dataset)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = self._order(generator)
         seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()  # by dataset index
-        order = order.tolist()
         order += order[: self.total_size - n]  # pad: every rank gets num_samples
         mine = order[self.rank: self.total_size: self.num_replicas]
         start, self.start = self.start, 0
         return iter([SeededIndex(i, seeds[i]) for i in mine[start:]])
+
+
+class LengthGroupedSampler(ResumableSampler):
+    """A :class:`ResumableSampler` whose batches hold rows of similar length (less padding).
+
+    The shuffled indices are cut into mega-batches of ``mega`` global batches (``batch_size``
+    rows on each of the ``num_replicas`` ranks), each sorted by length, longest first, and cut
+    into global batches, which are shuffled. Sharding then gives every rank rows of similar
+    length in each step. Like its parent, the order depends on (seed, epoch) only.
+    """
+
+    def __init__(self, lengths: Sized, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 mega: int = 50) -> None:
+        super().__init__(lengths, seed=seed, shuffle=True, num_replicas=num_replicas, rank=rank)
+        self.lengths, self.batch_size, self.mega = np.asarray(lengths), batch_size, mega
+
+    def _order(self, generator: torch.Generator) -> list[int]:
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
+        step = self.batch_size * self.num_replicas
+        batches = []
+        for start in range(0, len(order), step * self.mega):
+            chunk = order[start: start + step * self.mega]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i: i + step] for i in range(0, len(chunk), step)]
+        return [int(i) for b in torch.randperm(len(batches), generator=generator).tolist() for i in batches[b]]
 
 
 class ResumableLoader(DataLoader):
@@ -160,9 +190,33 @@ def run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
-def training_sampler(dataset: Sized, trainer: Any = None, shuffle: bool = True) -> ResumableSampler:
-    """A :class:`ResumableSampler` for this process's rank (from the trainer's strategy)."""
+def training_sampler(dataset: Sized, trainer: Any = None, shuffle: bool = True,
+                     lengths: Sized | None = None, batch_size: int = 1) -> ResumableSampler:
+    """A :class:`ResumableSampler` for this process's rank (from the trainer's strategy);
+    a :class:`LengthGroupedSampler` of `batch_size` batches when the rows' `lengths` are given."""
     kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
     kwargs = kwargs or {"num_replicas": 1, "rank": 0}
-    return ResumableSampler(dataset, seed=run_seed(), shuffle=shuffle,
-                            num_replicas=kwargs["num_replicas"], rank=kwargs["rank"])
+    shard = {"seed": run_seed(), "num_replicas": kwargs["num_replicas"], "rank": kwargs["rank"]}
+    if lengths is not None:
+        return LengthGroupedSampler(lengths, batch_size, **shard)
+    return ResumableSampler(dataset, shuffle=shuffle, **shard)
+
+
+def split_loader(dataset: Sized, train: bool, batch_size: int, collate_fn: Any, num_workers: int = 0,
+                 trainer: Any = None, lengths: Sized | None = None,
+                 eval_sampler: Sampler | None = None) -> DataLoader:
+    """The loader of one split, the same for every DataModule.
+
+    Training: a :class:`ResumableLoader` (its position inside the epoch is checkpointed) over
+    :func:`training_sampler`, length-grouped when `lengths` are given. Evaluation: a plain
+    loader over `eval_sampler`, by default the unpadded distributed one (None: one process).
+    Worker seeds come from a generator of their own, so loading leaves the model's RNG alone.
+    """
+    if train:
+        loader, sampler = ResumableLoader, training_sampler(dataset, trainer, lengths=lengths, batch_size=batch_size)
+    else:
+        sampler = eval_sampler if eval_sampler is not None else distributed_eval_sampler(dataset, trainer)
+        loader = DataLoader
+    return loader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
+                  generator=torch.Generator().manual_seed(run_seed()), num_workers=num_workers,
+                  persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.image_sources import sort_labels
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
-from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.data.samplers import split_loader
 from lit_tasks.errors import DataError
 from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
 
@@ -289,37 +289,21 @@ class TextCollate:
         }
 
 
-class LengthGroupedSampler(Sampler[int]):
-    """Shuffled indices in which runs of ``batch_size`` have similar lengths (less padding).
-
-    Indices are shuffled, cut into mega-batches of ``batch_size * mega``, each sorted by length
-    (longest first), cut into batches, and the batches shuffled. The order depends only on
-    ``seed`` and the epoch (counted by iterations, or set with :meth:`set_epoch`), so all
-    data-parallel ranks draw the same order and Lightning's sampler wrapper shards it.
-    """
-
-    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int = 0, mega: int = 50):
-        self.lengths, self.batch_size, self.seed, self.mega = np.asarray(lengths), batch_size, seed, mega
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
-        order = torch.randperm(len(self.lengths), generator=g).numpy()
-        size = self.batch_size * self.mega
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        for b in torch.randperm(len(batches), generator=g).tolist():
-            yield from batches[b].tolist()
+def open_tokenizer(tokenizer: str | None, preprocessor: str | None, owner: str) -> Tokenizer:
+    """The tokenizer of a text DataModule (`owner`): the folder `data.tokenizer`, else the
+    checkpoint folder `data.preprocessor` (linked from `model.init_from`); it must pad."""
+    path, key = (tokenizer, "data.tokenizer") if tokenizer else (preprocessor, "data.preprocessor (model.init_from)")
+    if not path:
+        raise DataError(f"{owner}: no tokenizer given; set data.tokenizer to a checkpoint/tokenizer folder "
+                        "(or model.init_from to a checkpoint folder holding one).")
+    try:
+        loaded = load_tokenizer(path)
+    except DataError as e:
+        raise DataError(f"{key}: {e}") from None
+    if loaded.pad is None:
+        wanted = loaded.config.get("pad_token", "[PAD]")
+        raise DataError(f"{key}: tokenizer {path} has no padding token (looked for {wanted!r}).")
+    return loaded
 
 
 def save_arrays(file: Path, **arrays: np.ndarray) -> None:
@@ -439,8 +423,7 @@ class TextDataModule(SplitDataModule):
         self.hf_dataset = hf_dataset
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.multi_label, self.label_separator = multi_label, label_separator
-        self.tokenizer_path, self.max_length = tokenizer or preprocessor, max_length
-        self._tokenizer_key = "data.tokenizer" if tokenizer else "data.preprocessor (model.init_from)"
+        self.max_length = max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
         self._tokenizer: Tokenizer | None = None
@@ -458,18 +441,7 @@ class TextDataModule(SplitDataModule):
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            if not self.tokenizer_path:
-                raise DataError(
-                    "TextDataModule: no tokenizer given; set data.tokenizer to a checkpoint/tokenizer folder "
-                    "(or model.init_from to a checkpoint folder holding one)."
-                )
-            try:
-                self._tokenizer = load_tokenizer(self.tokenizer_path)
-            except DataError as e:
-                raise DataError(f"{self._tokenizer_key}: {e}") from None
-            if self._tokenizer.pad is None:
-                wanted = self._tokenizer.config.get("pad_token", "[PAD]")
-                raise DataError(f"tokenizer {self.tokenizer_path} has no padding token (looked for {wanted!r}).")
+            self._tokenizer = open_tokenizer(self.hparams.tokenizer, self.hparams.preprocessor, type(self).__name__)
         return self._tokenizer
 
     def _scan_label_names(self) -> list[str]:
@@ -580,21 +552,6 @@ class TextDataModule(SplitDataModule):
         if not self.label_names and split != "predict":
             raise DataError("TextDataModule: no training data given; set train_file or hf_dataset.")
         dataset = self._dataset(split)
-        if train:
-            sampler = (
-                LengthGroupedSampler(dataset.encoded.lengths, self.batch_size, seed=int(os.getenv("PL_GLOBAL_SEED", 0)))
-                if self.group_by_length else None
-            )
-        else:
-            sampler = distributed_eval_sampler(dataset, getattr(self, "trainer", None))
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=TextCollate(self.tokenizer.pad, self.multi_label),
-            drop_last=False,
-        )
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
+                            TextCollate(self.tokenizer.pad, self.multi_label), self.num_workers,
+                            getattr(self, "trainer", None), dataset.encoded.lengths if self.group_by_length else None)

@@ -14,7 +14,6 @@ hold a space there). An HF ``Sequence(ClassLabel)`` tags column gives its own na
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ from torch.utils.data import DataLoader, Dataset
 from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.image_sources import sort_labels
-from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.data.samplers import split_loader
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
-from lit_tasks.data.text import LengthGroupedSampler, classlabel_names, fingerprint, pad_sequences, save_arrays
+from lit_tasks.data.text import classlabel_names, fingerprint, open_tokenizer, pad_sequences, save_arrays
 from lit_tasks.errors import DataError
-from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
+from lit_tasks.text.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +331,6 @@ class TokenClassificationDataModule(SplitDataModule):
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
         self.hf_dataset = hf_dataset
         self.tokens_column, self.tags_column = tokens_column, tags_column
-        self.tokenizer_path = tokenizer or preprocessor
-        self._tokenizer_key = "data.tokenizer" if tokenizer else "data.preprocessor (model.init_from)"
         self.max_length = max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
@@ -350,15 +347,7 @@ class TokenClassificationDataModule(SplitDataModule):
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            if not self.tokenizer_path:
-                raise DataError("TokenClassificationDataModule: no tokenizer given; set data.tokenizer to a "
-                                "checkpoint/tokenizer folder (or model.init_from to a checkpoint folder holding one).")
-            try:
-                self._tokenizer = load_tokenizer(self.tokenizer_path)
-            except DataError as e:
-                raise DataError(f"{self._tokenizer_key}: {e}") from None
-            if self._tokenizer.pad is None:
-                raise DataError(f"tokenizer {self.tokenizer_path} has no padding token.")
+            self._tokenizer = open_tokenizer(self.hparams.tokenizer, self.hparams.preprocessor, type(self).__name__)
         return self._tokenizer
 
     # ----------------------------------------------------------------------------- rows
@@ -459,20 +448,6 @@ class TokenClassificationDataModule(SplitDataModule):
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         dataset = self._dataset(split)
-        if train:
-            sampler = (LengthGroupedSampler(dataset.encoded.lengths, self.batch_size,
-                                            seed=int(os.getenv("PL_GLOBAL_SEED", 0)))
-                       if self.group_by_length else None)
-        else:
-            sampler = distributed_eval_sampler(dataset, getattr(self, "trainer", None))
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=TaggedCollate(self.tokenizer.pad),
-            drop_last=False,
-        )
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
+                            TaggedCollate(self.tokenizer.pad), self.num_workers, getattr(self, "trainer", None),
+                            dataset.encoded.lengths if self.group_by_length else None)
