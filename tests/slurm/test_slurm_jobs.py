@@ -115,9 +115,11 @@ def test_two_node_job_reports_the_metrics_of_one_process(tmp_path, image_folder,
 
 def test_signalled_job_requeues_and_ends_as_if_never_interrupted(tmp_path, image_folder, slurm_env):
     """24 train images over 2 ranks in batches of 2: 6 steps per epoch, 12 in all, dropout and
-    random crops drawn in a worker process; signalled at the end of step 8 (mid epoch 1)."""
+    random crops; signalled at the end of step 8 (mid epoch 1). Data is loaded in the main process:
+    a DataLoader worker forked by a DDP rank once hung at start here (a lock copied by fork), and
+    worker processes are covered by tests/cli/test_resume.py."""
     runs = tmp_path / "runs"
-    args = [*tiny_args(image_folder, runs), "--data.batch_size", "2", "--data.num_workers", "1",
+    args = [*tiny_args(image_folder, runs), "--data.batch_size", "2", "--data.num_workers", "0",
             "--trainer.log_every_n_steps", "1", "--model.backbone_config", "{hidden_dropout_prob: 0.2}",
             "--run.checkpoint_every_n_steps", "6"]  # last.ckpt at steps 6 and 12: the final weights
     whole = run_cli("fit", *args, "--run.dir", str(tmp_path / "whole"), "--trainer.strategy", "ddp",
