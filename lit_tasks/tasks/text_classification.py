@@ -16,7 +16,7 @@ from torchmetrics.classification import (
 from lit_tasks import plots
 from lit_tasks.errors import CheckpointError
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import build_bert
+from lit_tasks.tasks.text_model import attached_text_data, build_bert
 from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
@@ -118,20 +118,8 @@ class TextClassification(TaskModule):
     def setup(self, stage: str) -> None:
         """Check that the data fits the network before the first batch: the tokenizer's ids,
         the longest sequence and the kind of labels."""
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if data is None or not hasattr(data, "tokenizer"):
-            return
-        config = self.net.config
-        if data.tokenizer.vocab_size > config.vocab_size:
-            raise ConfigError(
-                f"the tokenizer {data.tokenizer.source} has {data.tokenizer.vocab_size} tokens but the model's "
-                f"vocab_size is {config.vocab_size}; use the checkpoint's own tokenizer or set "
-                "model.backbone_config.vocab_size"
-            )
-        if data.max_length > config.max_position_embeddings:
-            raise ConfigError(f"data.max_length is {data.max_length} but the model has "
-                              f"{config.max_position_embeddings} positions; lower data.max_length")
-        if getattr(data, "multi_label", self.multi_label) != self.multi_label:
+        data = attached_text_data(self)
+        if data is not None and getattr(data, "multi_label", self.multi_label) != self.multi_label:
             raise ConfigError(f"model.multi_label is {self.multi_label} but data.multi_label is {data.multi_label}; "
                               "set both to the same value")
 

@@ -52,3 +52,22 @@ def build_bert(
         config.check("model.backbone_config")
     model = bert.HEADS[head](config, **labels)
     return model
+
+
+def attached_text_data(task: Any) -> Any | None:
+    """The DataModule of `task`'s trainer when it is a text one (has a tokenizer), after checking
+    that it fits the network: the tokenizer's ids and the longest sequence. None without one."""
+    data = getattr(task.trainer, "datamodule", None) if task._trainer is not None else None
+    if data is None or not hasattr(data, "tokenizer"):
+        return None
+    config = task.net.config
+    if data.tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(
+            f"the tokenizer {data.tokenizer.source} has {data.tokenizer.vocab_size} tokens but the model's "
+            f"vocab_size is {config.vocab_size}; use the checkpoint's own tokenizer or set "
+            "model.backbone_config.vocab_size"
+        )
+    if data.max_length > config.max_position_embeddings:
+        raise ConfigError(f"data.max_length is {data.max_length} but the model has "
+                          f"{config.max_position_embeddings} positions; lower data.max_length")
+    return data

@@ -14,7 +14,7 @@ from lit_tasks import plots
 from lit_tasks.errors import CheckpointError
 from lit_tasks.metrics.entities import EntityScores, entity_spans, iob2_types
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import build_bert
+from lit_tasks.tasks.text_model import attached_text_data, build_bert
 from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
@@ -94,19 +94,7 @@ class TokenClassification(TaskModule):
 
     def setup(self, stage: str) -> None:
         """Check that the data fits the network before the first batch."""
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if data is None or not hasattr(data, "tokenizer"):
-            return
-        config = self.net.config
-        if data.tokenizer.vocab_size > config.vocab_size:
-            raise ConfigError(
-                f"the tokenizer {data.tokenizer.source} has {data.tokenizer.vocab_size} tokens but the model's "
-                f"vocab_size is {config.vocab_size}; use the checkpoint's own tokenizer or set "
-                "model.backbone_config.vocab_size"
-            )
-        if data.max_length > config.max_position_embeddings:
-            raise ConfigError(f"data.max_length is {data.max_length} but the model has "
-                              f"{config.max_position_embeddings} positions; lower data.max_length")
+        attached_text_data(self)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
