@@ -25,7 +25,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from image_backbones import timed  # noqa: E402  (the same clock for every benchmark)
+from timing import interleaved_medians, timed  # noqa: E402  (the same clock for every benchmark)
 
 from lit_tasks.data import TextDataModule  # noqa: E402
 from lit_tasks.zoo import bert  # noqa: E402
@@ -53,17 +52,6 @@ def make_pair(args, tmp: str) -> tuple[torch.nn.Module, torch.nn.Module]:
         hf = transformers.BertForSequenceClassification.from_pretrained(args.init_from, num_labels=args.num_labels)
     hf.save_pretrained(tmp)
     return hf, bert.from_pretrained(tmp, head="sequence_classification", num_labels=args.num_labels)
-
-
-def interleaved_medians(fns: dict[str, Callable[[], None]], warmup: int, reps: int, device: torch.device) -> dict[str, float]:
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():  # alternating, so drift (and other processes) hit both alike
-            times[name].append(timed(fn, device))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_model(args, batch: dict[str, torch.Tensor]) -> list[tuple[str, float, float]]:

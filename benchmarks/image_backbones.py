@@ -16,14 +16,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import tempfile
-import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import transformers
 
-from lit_tasks import zoo
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved  # noqa: E402  (the same clock for every benchmark)
+
+from lit_tasks import zoo  # noqa: E402
 
 # Narrow and shallow versions of the presets for --small (same image size).
 SMALL = {
@@ -50,16 +54,6 @@ def make_pair(preset: str, small: bool, tmp: str) -> tuple[torch.nn.Module, torc
 def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     return out if isinstance(out, torch.Tensor) else out.logits
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def bench(preset: str, args) -> list[tuple[str, str, float, float]]:
@@ -92,13 +86,7 @@ def bench(preset: str, args) -> list[tuple[str, str, float, float]]:
 
     rows = []
     for label, fn in (("eval forward", forward), ("train step", train_step)):
-        for _ in range(args.warmup):
-            for name in models:
-                fn(name)
-        times = {name: [] for name in models}
-        for _ in range(args.reps):
-            for name in models:  # interleaved, so drift hits both alike
-                times[name].append(timed(lambda: fn(name), device))
+        times = interleaved({name: (lambda n=name: fn(n)) for name in models}, args.warmup, args.reps, device)
         theirs, mine = statistics.median(times["transformers"]), statistics.median(times["ours"])
         rows.append((preset, label, theirs, mine))
     return rows

@@ -1,7 +1,11 @@
 """`python -m lit_tasks export --ckpt_path CKPT --out DIR`: a checkpoint as an HF-format folder.
 
-The folder holds config.json (with the label names), model.safetensors in HF key names
-and preprocessor_config.json, so `transformers` and any HF-format tool load it.
+The folder holds config.json (with the label names or the vocabulary size), model.safetensors
+in HF key names, preprocessor_config.json (image and audio tasks) and the tokenizer files the
+run used (text tasks: tokenizer.json, vocab.txt, tokenizer_config.json; speech recognition:
+the `Wav2Vec2CTCTokenizer` vocab.json and tokenizer_config.json), so `transformers` and any
+HF-format tool load it. The network is rebuilt from the checkpoint's model spec through
+`lit_tasks.zoo.from_spec` and written by `lit_tasks.zoo.save_pretrained`, for every family.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
         raise CheckpointError(f"{ckpt_path}: weights do not fit the stored model (missing {missing}, unexpected {unexpected})")
     out_dir = Path(out_dir)
     zoo.save_pretrained(model, out_dir, label_names=meta.get("label_names"), preprocessor=meta.get("preprocessor"))
+    for name, text in (meta.get("tokenizer_files") or {}).items():
+        (out_dir / name).write_text(text, encoding="utf-8")
     return out_dir
 
 
@@ -37,4 +43,4 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", required=True, help="folder to write (created; files in it are replaced)")
     args = parser.parse_args(argv)
     out = export_checkpoint(args.ckpt_path, args.out)
-    print(f"exported {args.ckpt_path} to {out}/ (config.json, model.safetensors, preprocessor_config.json)")
+    print(f"exported {args.ckpt_path} to {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")

@@ -1,4 +1,4 @@
-"""Write the bundled speech demo data: espeak-ng speaking digits, as 16 kHz 16-bit FLAC.
+"""Write the bundled speech demo data: espeak-ng speaking digits, as 16-bit FLAC.
 
 Two sets (what ``AudioDataModule`` reads):
 
@@ -11,9 +11,9 @@ A voice is an espeak-ng accent plus a voice variant ("en-gb-scotland+f2"). Every
 accents, but the variants (the "speakers") are disjoint: val and test voices never occur in
 train. Each clip draws its voice, speed (words per minute), pitch and gain from a seeded numpy
 generator, so re-running writes identical bytes; the split folders are rewritten from scratch.
-espeak-ng speaks at 22050 Hz; clips are resampled to 16 kHz with
-``scipy.signal.resample_poly(x, 320, 441)``, trimmed to the speech plus 30 ms, and written as
-16-bit FLAC with soundfile.
+espeak-ng speaks at 22050 Hz; clips are resampled with ``scipy.signal.resample_poly`` to
+8 kHz (RATES), trimmed to the speech plus 30 ms,
+and written as 16-bit FLAC with soundfile.
 
     apt-get install espeak-ng
     python scripts/make_speech_demo_data.py            # the bundled sizes; --scale 10 for more
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import json
 import shutil
 import subprocess
@@ -36,26 +37,33 @@ from scipy.signal import resample_poly
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "demo_data"
-SAMPLING_RATE = 16000
+# Stored sampling rates: the 8 kHz telephone band, half the bytes per clip of wav2vec2's 16 kHz,
+# so more clips fit in the repo (the AudioDataModule resamples them to 16 kHz, as it would a
+# user's telephone recordings).
+RATES = {"spoken_digits": 8000, "digit_strings": 8000}
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-ACCENTS = ["en-us", "en-us-nyc", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029"]
+# espeak-ng accents whose voices take a variant ("en" is British English; "en-gb" and
+# "en-us-nyc" are not listed: the first ignores "+variant", the second speaks as "en-us").
+ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029"]
 VARIANTS = {  # espeak-ng voice variants (`espeak-ng --voices=variant`), disjoint per split
-    "train": ["m1", "m2", "m3", "m4", "f1", "f2", "f3"],
-    "val": ["m5", "f4"],
-    "test": ["m6", "f5"],
+    "train": ["m1", "m2", "m3", "m4", "m7", "m8", "f1", "f2", "f3", "Alex", "Annie", "Gene", "Lee", "Mike", "Storm",
+              "Jacky", "adam", "david", "ed", "edward", "john", "max", "paul", "robert", "steph", "quincy", "caleb",
+              "benjamin", "aunty", "norbert", "shelby", "travis", "victor", "grandma", "grandpa", "iven", "rob"],
+    "val": ["m5", "f4", "Michael", "belinda"],
+    "test": ["m6", "f5", "Andy", "linda"],
 }
 SPEED = (140, 220)  # words per minute (espeak-ng -s; default 175)
 PITCH = (30, 70)  # espeak-ng -p, 0..99 (default 50)
 GAIN = (0.2, 0.4)  # peak amplitude after trimming
-# Clips per split at --scale 1 (kept small: both sets together stay under ~3 MB).
-DIGIT_CLIPS = {"train": 12, "val": 3, "test": 3}  # per digit
-STRING_CLIPS = {"train": 52, "val": 8, "test": 8}
+# Clips per split at --scale 1 (kept small: both sets together are ~4 MB).
+DIGIT_CLIPS = {"train": 30, "val": 6, "test": 6}  # per digit
+STRING_CLIPS = {"train": 156, "val": 24, "test": 24}
 SEEDS = {"spoken_digits": 1000, "digit_strings": 2000}
-MARGIN = int(0.03 * SAMPLING_RATE)
+MARGIN = 0.03  # seconds kept before and after the speech
 
 
-def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """espeak-ng's 22050 Hz output as float64 at 16 kHz, trimmed to the speech plus a margin."""
+def speak(text: str, voice: str, speed: int, pitch: int, rate: int) -> np.ndarray:
+    """espeak-ng's 22050 Hz output as float64 at `rate` Hz, trimmed to the speech plus a margin."""
     wav = subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
         check=True, capture_output=True,
@@ -63,20 +71,22 @@ def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
     x, sr = sf.read(io.BytesIO(wav), dtype="float64")
     if sr != 22050:
         raise RuntimeError(f"espeak-ng wrote {sr} Hz audio; expected 22050")
-    x = resample_poly(x, 320, 441)  # 22050 * 320 / 441 = 16000
+    g = math.gcd(rate, sr)
+    x = resample_poly(x, rate // g, sr // g)  # 16 kHz: 320 / 441; 8 kHz: 160 / 441
     loud = np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())
-    return x[max(0, loud[0] - MARGIN): loud[-1] + MARGIN + 1]
+    margin = int(MARGIN * rate)
+    return x[max(0, loud[0] - margin): loud[-1] + margin + 1]
 
 
-def make_clip(rng: np.random.Generator, split: str, text: str, path: Path) -> dict:
+def make_clip(rng: np.random.Generator, split: str, text: str, path: Path, rate: int) -> dict:
     voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{VARIANTS[split][rng.integers(len(VARIANTS[split]))]}"
     speed, pitch = int(rng.integers(*SPEED, endpoint=True)), int(rng.integers(*PITCH, endpoint=True))
     gain = float(rng.uniform(*GAIN))
-    x = speak(text, voice, speed, pitch)
+    x = speak(text, voice, speed, pitch, rate)
     x = x * (gain / np.abs(x).max())
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, x, SAMPLING_RATE, format="FLAC", subtype="PCM_16")
-    return {"voice": voice, "speed": speed, "pitch": pitch, "duration": round(len(x) / SAMPLING_RATE, 4)}
+    sf.write(path, x, rate, format="FLAC", subtype="PCM_16")
+    return {"voice": voice, "speed": speed, "pitch": pitch, "duration": round(len(x) / rate, 4)}
 
 
 def spoken_digits(out: Path, scale: int) -> dict[str, int]:
@@ -87,7 +97,7 @@ def spoken_digits(out: Path, scale: int) -> dict[str, int]:
         for i in range(per_digit * scale):
             for word in DIGITS:
                 rel = f"{split}/{word}/{split}_{len(rows):05d}.flac"
-                rows.append({"path": rel, "label": word, **make_clip(rng, split, word, out / rel)})
+                rows.append({"path": rel, "label": word, **make_clip(rng, split, word, out / rel, RATES["spoken_digits"])})
         with open(out / f"{split}.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["path", "label", "voice", "speed", "pitch", "duration"])
             writer.writeheader()
@@ -104,7 +114,7 @@ def digit_strings(out: Path, scale: int) -> dict[str, int]:
         for i in range(n * scale):
             text = " ".join(DIGITS[d] for d in rng.integers(10, size=int(rng.integers(2, 5, endpoint=True))))
             rel = f"{split}/{split}_{i:05d}.flac"
-            rows.append({"path": rel, "text": text, **make_clip(rng, split, text, out / rel)})
+            rows.append({"path": rel, "text": text, **make_clip(rng, split, text, out / rel, RATES["digit_strings"])})
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         counts[split] = len(rows)
     return counts

@@ -1,20 +1,19 @@
-"""AudioDataModule: audio classification or transcription data from manifests or class folders."""
+"""AudioDataModule: audio classification, transcription or unlabelled (pretraining) data from
+manifests or folders."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from lit_tasks.data import audio_sources as src
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.audio_sources import AudioRecord, BadAudioError, TableRow
-from lit_tasks.data.samplers import distributed_eval_sampler
+from lit_tasks.data.samplers import distributed_eval_sampler, sample_generator, split_loader
 from lit_tasks.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -32,15 +31,18 @@ class SkippedAudio(NamedTuple):
 class AudioDataset(Dataset):
     """Records -> ``{"input_values": (T,) float32, "labels": int, "text": str, "paths": str}``.
 
-    ``crop`` (samples) > 0 cuts longer clips: a random window (torch RNG) when ``train``, the
-    centre otherwise. With ``skip_bad_audio`` a clip that cannot be decoded gives a
+    In ``train``, ``speed`` = (low, high) plays each clip at a random speed factor in that range
+    (:func:`~lit_tasks.data.audio_sources.change_speed`); then ``crop`` (samples) > 0 cuts longer
+    clips to a random window (the centre one outside train). Both draw from
+    :func:`~lit_tasks.data.samplers.sample_generator`, so they depend on (seed, epoch, index) only. With ``skip_bad_audio`` a clip that cannot be decoded gives a
     :class:`SkippedAudio` (and a warning naming it) instead of raising :class:`BadAudioError`.
     """
 
     def __init__(self, records: list[AudioRecord], sampling_rate: int, normalize: bool,
-                 crop: int = 0, train: bool = False, skip_bad_audio: bool = False):
+                 crop: int = 0, train: bool = False, skip_bad_audio: bool = False,
+                 speed: tuple[float, float] | None = None):
         self.records, self.sampling_rate, self.normalize = records, sampling_rate, normalize
-        self.crop, self.train, self.skip_bad_audio = crop, train, skip_bad_audio
+        self.crop, self.train, self.skip_bad_audio, self.speed = crop, train, skip_bad_audio, speed
 
     def __len__(self) -> int:
         return len(self.records)
@@ -59,9 +61,13 @@ class AudioDataset(Dataset):
                 raise
             log.warning("Skipping audio (skip_bad_audio=True): %s", e)
             return SkippedAudio(record.path, str(e))
+        generator = sample_generator(i)
+        if self.train and self.speed:
+            low, high = self.speed
+            x = src.change_speed(x, low + (high - low) * torch.rand((), generator=generator).item())
         if self.crop and len(x) > self.crop:
             extra = len(x) - self.crop
-            start = int(torch.randint(0, extra + 1, ()).item()) if self.train else extra // 2
+            start = int(torch.randint(0, extra + 1, (), generator=generator).item()) if self.train else extra // 2
             x = x[start:start + self.crop]
         if self.normalize:
             x = src.zero_mean_unit_var(x)
@@ -70,7 +76,8 @@ class AudioDataset(Dataset):
 
 class AudioCollate:
     """Zero-pad samples into the batch dict; drop :class:`SkippedAudio` items and list their
-    paths under ``"skipped"``. ``task`` picks ``"labels"`` or ``"text"``."""
+    paths under ``"skipped"``. ``task`` picks ``"labels"`` (classification), ``"text"``
+    (transcription) or neither (unlabelled)."""
 
     def __init__(self, task: str):
         self.task = task
@@ -91,85 +98,27 @@ class AudioCollate:
         }
         if self.task == "classification":
             batch["labels"] = torch.tensor([x["labels"] for x in good], dtype=torch.long)  # (B,)
-        else:
+        elif self.task == "transcription":
             batch["text"] = [x["text"] for x in good]
         return batch
 
 
-class BatchedDataset(Dataset):
-    """Indexed by a list of indices (a batch from :class:`BucketBatchSampler`); returns the
-    collated batch. Used with ``DataLoader(batch_size=None)`` so that the loader's ``sampler``
-    is our DistributedSampler subclass and Lightning does not replace it."""
-
-    def __init__(self, dataset: AudioDataset, collate: AudioCollate):
-        self.dataset, self.collate = dataset, collate
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, indices: list[int]) -> dict[str, Any]:
-        return self.collate([self.dataset[i] for i in indices])
-
-
-class BucketBatchSampler(DistributedSampler):
-    """Batches of clips of similar length; yields lists of indices.
-
-    Indices are sorted by length (train: length times a random factor in [0.95, 1.05], so batch
-    composition varies by epoch) and cut into ``K`` batches of at most ``batch_size``, where ``K``
-    is a multiple of ``num_replicas`` (train), so every rank runs the same number of steps. Train
-    shuffles the batch order with a torch generator seeded with ``seed + epoch`` (call
-    :meth:`set_epoch`; Lightning does), identically on every rank; rank ``r`` takes batches
-    ``r, r + W, ...``. Every sample is in exactly one batch of one rank per epoch: no padding,
-    no duplicates, nothing dropped. Eval (``shuffle=False``) is deterministic and ranks may
-    differ by one batch, as with :class:`~lit_tasks.data.samplers.UnpaddedDistributedSampler`.
-
-    A ``DistributedSampler`` subclass, so Lightning (which injects its own sampler only when the
-    loader's sampler is not one) keeps it.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True,
-                 num_replicas: int = 1, rank: int = 0, seed: int = 0):
-        super().__init__(range(len(lengths)), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        if batch_size < 1:
-            raise DataError(f"batch_size is {batch_size}; expected a positive integer.")
-        self.lengths = torch.as_tensor(list(lengths), dtype=torch.float64)
-        self.batch_size = batch_size
-        n = len(self.lengths)
-        if shuffle and n < num_replicas:
-            raise DataError(f"The train split has {n} clip(s), fewer than the {num_replicas} data-parallel processes.")
-        k = max(1, math.ceil(n / batch_size))
-        if shuffle:
-            k = math.ceil(k / num_replicas) * num_replicas
-        self.num_batches = k
-
-    def batches(self) -> list[list[int]]:
-        """All batches of this epoch, in order, before sharding over ranks."""
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        keys = self.lengths
-        if self.shuffle:
-            keys = keys * (0.95 + 0.1 * torch.rand(len(keys), generator=g, dtype=torch.float64))
-        order = torch.argsort(keys, stable=True)
-        chunks = [c.tolist() for c in torch.tensor_split(order, self.num_batches)]
-        if self.shuffle:
-            chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
-        return chunks
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.rank::self.num_replicas])
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.num_batches, self.num_replicas))
-
-
 class AudioDataModule(SplitDataModule):
-    """Audio classification or transcription data, yielding model-agnostic batches.
+    """Audio classification, transcription or unlabelled data, yielding model-agnostic batches.
+
+    ``task``: ``"classification"`` (a label per clip), ``"transcription"`` (a transcript per
+    clip) or ``"unlabelled"`` (audio only, e.g. for wav2vec2 contrastive pretraining:
+    ``lit_tasks.tasks.Wav2Vec2Pretraining``).
 
     Sources: ``train_file`` / ``val_file`` / ``test_file`` / ``predict_file`` manifests (CSV
     with a header, or JSONL) with ``path_column`` plus ``label_column`` (classification) or
-    ``text_column`` (transcription), and optionally ``duration`` (seconds); relative paths
-    resolve against the manifest's folder. Or, for classification only, ``root`` in the
-    class-folder layout ``root/{train,val,test}/<class name>/**/*.{wav,flac,ogg,mp3}``.
-    Predict reads ``predict_file`` (paths only) or, without it, the test split.
+    ``text_column`` (transcription; unlabelled needs the path column only and ignores the
+    others), and optionally ``duration`` (seconds); relative paths resolve against the
+    manifest's folder. A split may be a list of manifests, read one after the other (e.g. the
+    train files of two corpora). Or ``root``: for classification the class-folder layout
+    ``root/{train,val,test}/<class name>/**/*.{wav,flac,ogg,mp3}``; for unlabelled any audio
+    file under ``root/{train,val,test}``, recursively (sub-folders allowed, their names
+    ignored). Predict reads ``predict_file`` (paths only) or, without it, the test split.
 
     Every clip is decoded with soundfile, mixed down to mono, resampled to ``sampling_rate``
     (``scipy.signal.resample_poly``) and, with ``normalize``, scaled to zero mean and unit
@@ -188,37 +137,45 @@ class AudioDataModule(SplitDataModule):
                             decoded (only with skip_bad_audio=True; usually empty),
           "labels":         (B,) int64 indices into label_names, -1 if unknown  [classification]
           "text":           list[str] of B transcripts, "" if unknown          [transcription]
-        }
+        }                   (unlabelled batches have neither "labels" nor "text")
 
     Transcripts are passed as written (whitespace collapsed); the task turns them into ids.
 
     ``max_duration`` (seconds) with ``long_clips``: ``"crop"`` cuts longer clips to a random
-    window (torch RNG) in train and the centre window in eval (classification only: a crop
+    window in train (seeded per sample and epoch, so a resumed run crops alike) and the centre window in eval (not for transcription: a crop
     would no longer match its transcript); ``"filter"`` drops them from every split; ``"error"``
     raises a DataError naming the clip. Crops and drops are counted in :attr:`report` and logged.
+
+    ``speed_perturbation`` = [low, high] (e.g. [0.9, 1.1]) plays every training clip at a random
+    speed in that range, tempo and pitch together (Ko et al. 2015), which makes a model trained on
+    few speakers generalise to new voices; transcripts and labels stay valid. Eval is untouched.
 
     Clips whose header cannot be read (corrupt, truncated, 0 samples) fail at set-up with a
     DataError naming file and row; with ``skip_bad_audio`` they are dropped there (counted,
     warned, listed in ``report``) and clips that fail to decode later appear in ``"skipped"``.
 
-    With ``bucket_by_length`` train and val/test batches group clips of similar length
-    (:class:`BucketBatchSampler`: train batch order shuffled per epoch, disjoint shares under
-    DDP); otherwise train shuffles plainly and eval keeps file order. Eval loaders never pad or
-    repeat under DDP (unpadded samplers).
+    Training batches come from the project's resumable loader (``samplers.split_loader``): the
+    order is a function of (seed, epoch), the position inside the epoch is checkpointed, and a
+    resumed run sees exactly the remaining batches. With ``bucket_by_length`` they group clips of
+    similar length (``LengthGroupedSampler``: shuffled, sorted by length within mega-batches,
+    batch order shuffled, every DDP rank gets rows of similar length in each step) and val/test
+    run in length order; otherwise train shuffles plainly and eval keeps file order. Under DDP,
+    ranks run the same number of training steps (the shuffled list is padded to a multiple of
+    the world size, as torch's DistributedSampler does); eval loaders never pad or repeat.
 
     ``label_names`` (sorted unique train labels or class folder names) and ``num_classes`` are
-    set right after construction for classification ([] and 0 for transcription; use
-    :meth:`transcripts` to build a vocabulary).
+    set right after construction for classification ([] and 0 for transcription and unlabelled;
+    use :meth:`transcripts` to build a vocabulary).
     """
 
     def __init__(
         self,
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
+        train_file: str | list[str] | None = None,
+        val_file: str | list[str] | None = None,
+        test_file: str | list[str] | None = None,
         predict_file: str | None = None,
         root: str | None = None,
-        task: Literal["classification", "transcription"] = "classification",
+        task: Literal["classification", "transcription", "unlabelled"] = "classification",
         path_column: str = "path",
         label_column: str = "label",
         text_column: str = "text",
@@ -232,17 +189,20 @@ class AudioDataModule(SplitDataModule):
         num_workers: int = 2,
         bucket_by_length: bool = True,
         skip_bad_audio: bool = False,
+        speed_perturbation: tuple[float, float] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
-        if task not in ("classification", "transcription"):
-            raise DataError(f"AudioDataModule: task is {task!r}; expected 'classification' or 'transcription'.")
+        if task not in ("classification", "transcription", "unlabelled"):
+            raise DataError(
+                f"AudioDataModule: task is {task!r}; expected 'classification', 'transcription' or 'unlabelled'."
+            )
         if root and (train_file or val_file or test_file):
             raise DataError("AudioDataModule: give root or train_file/val_file/test_file, not both.")
-        if root and task != "classification":
+        if root and task == "transcription":
             raise DataError(
-                "AudioDataModule: the class-folder layout (root) is for classification; transcription needs "
-                "manifests with a text column."
+                "AudioDataModule: the folder layout (root) is for classification and unlabelled audio; "
+                "transcription needs manifests with a text column."
             )
         if (val_file or test_file) and not train_file:
             raise DataError(
@@ -255,6 +215,10 @@ class AudioDataModule(SplitDataModule):
                 "AudioDataModule: long_clips='crop' cuts audio and would no longer match its transcript; "
                 "use long_clips='filter' or 'error' for transcription."
             )
+        if speed_perturbation is not None and not (
+                len(speed_perturbation) == 2 and 0 < speed_perturbation[0] <= speed_perturbation[1]):
+            raise DataError(f"AudioDataModule: speed_perturbation is {speed_perturbation!r}; expected [low, high] "
+                            "speed factors with 0 < low <= high, e.g. [0.9, 1.1], or null.")
         if long_clips not in ("crop", "filter", "error"):
             raise DataError(f"AudioDataModule: long_clips is {long_clips!r}; expected 'crop', 'filter' or 'error'.")
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
@@ -264,6 +228,7 @@ class AudioDataModule(SplitDataModule):
         self.max_duration, self.long_clips = max_duration, long_clips
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.bucket_by_length, self.skip_bad_audio = num_workers, bucket_by_length, skip_bad_audio
+        self.speed_perturbation = tuple(speed_perturbation) if speed_perturbation else None
 
         from_pre = src.read_preprocessor(preprocessor) if preprocessor else {}
         for key, given in (("sampling_rate", sampling_rate), ("normalize", normalize)):
@@ -291,14 +256,19 @@ class AudioDataModule(SplitDataModule):
 
     # ------------------------------------------------------------------ records
 
-    def _value_column(self) -> tuple[str, str]:
+    def _value_column(self) -> tuple[str | None, str]:
         if self.task == "classification":
             return self.label_column, "class label"
-        return self.text_column, "transcript"
+        if self.task == "transcription":
+            return self.text_column, "transcript"
+        return None, "audio path"
 
-    def _read_rows(self, file: str, labelled: bool = True) -> list[TableRow]:
+    def _read_rows(self, files: str | list[str], labelled: bool = True) -> list[TableRow]:
+        """The rows of one manifest or of a list of manifests, in order."""
         column, kind = self._value_column()
-        return src.read_manifest(file, self.path_column, column if labelled else None, kind)
+        files = [files] if isinstance(files, str) else files
+        return [row for file in files
+                for row in src.read_manifest(file, self.path_column, column if labelled else None, kind)]
 
     def has_split(self, split: str) -> bool:
         """Whether the data has ``split`` ("train", "val", "test")."""
@@ -313,6 +283,8 @@ class AudioDataModule(SplitDataModule):
         if not self.has_split(split_):
             what = f"the folder {os.path.join(self.root, split_)}" if self.root else f"{split_}_file"
             raise DataError(f"AudioDataModule: {split} needs the {split_} split, but {what} was not found/given.")
+        if self.root and self.task == "unlabelled":
+            return src.unlabelled_folder_rows(self.root, split_)
         if self.root:
             return src.folder_rows(self.root, split_, self.label_names)
         if split_ == "train" and self._train_rows is not None:
@@ -412,32 +384,21 @@ class AudioDataModule(SplitDataModule):
                 crop = max(1, int(self.max_duration * self.sampling_rate))
             self._datasets[split] = AudioDataset(
                 self.records(split), self.sampling_rate, self.normalize, crop=crop,
-                train=split == "train", skip_bad_audio=self.skip_bad_audio,
+                train=split == "train", skip_bad_audio=self.skip_bad_audio, speed=self.speed_perturbation,
             )
         return self._datasets[split]
 
-    def _distributed(self) -> tuple[int, int]:
-        kwargs = getattr(getattr(self, "trainer", None), "distributed_sampler_kwargs", None) or {}
-        if not kwargs and torch.distributed.is_available() and torch.distributed.is_initialized():
-            kwargs = {"num_replicas": torch.distributed.get_world_size(), "rank": torch.distributed.get_rank()}
-        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
-
     def _loader(self, split: str) -> DataLoader:
-        dataset, collate = self._dataset(split), AudioCollate(self.task)
-        train = split == "train"
-        common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                      pin_memory=torch.cuda.is_available())
-        if self.bucket_by_length and split != "predict":
-            world, rank = self._distributed()
-            sampler = BucketBatchSampler(
-                dataset.lengths(), self.batch_size if train else self.eval_batch_size, shuffle=train,
-                num_replicas=world, rank=rank, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
-            )
-            return DataLoader(BatchedDataset(dataset, collate), batch_size=None, sampler=sampler, **common)
-        eval_sampler = None if train else distributed_eval_sampler(dataset, getattr(self, "trainer", None))
-        return DataLoader(
-            dataset, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-            sampler=eval_sampler, collate_fn=collate, drop_last=False, **common,
+        dataset, train = self._dataset(split), split == "train"
+        trainer = getattr(self, "trainer", None)
+        lengths = dataset.lengths() if self.bucket_by_length and split != "predict" else None
+        eval_sampler = None
+        if lengths is not None and not train:  # eval in length order: less padding, same metrics
+            order = sorted(range(len(lengths)), key=lengths.__getitem__)
+            eval_sampler = distributed_eval_sampler(dataset, trainer, order=order)
+        return split_loader(
+            dataset, train, self.batch_size if train else self.eval_batch_size, AudioCollate(self.task),
+            self.num_workers, trainer, lengths=lengths if train else None, eval_sampler=eval_sampler,
         )
 
     def preprocessor_config(self) -> dict[str, Any]:

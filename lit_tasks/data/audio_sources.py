@@ -5,9 +5,11 @@ Every check that can be done from headers happens at set-up and fails with a
 
 - **CSV / JSONL manifests** (by extension: ``.csv`` with a header, ``.jsonl``/``.ndjson``): one
   row per clip with a path column, a ``label`` (classification) or ``text`` (transcription)
-  column, and optionally ``duration`` in seconds (trusted when given, which saves reading every
-  file header at set-up). Relative paths resolve against the manifest's folder.
-- **class folders** (classification only): ``root/<split>/<class name>/**/<audio file>``.
+  column (unlabelled audio: the path column only), and optionally ``duration`` in seconds
+  (trusted when given, which saves reading every file header at set-up). Relative paths
+  resolve against the manifest's folder.
+- **class folders** (classification): ``root/<split>/<class name>/**/<audio file>``; for
+  unlabelled audio any audio file under ``root/<split>``, recursively.
 
 Decoding uses ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3), mixes down to mono
 (mean over channels) and resamples with ``scipy.signal.resample_poly`` (up/down reduced by
@@ -160,26 +162,50 @@ def folder_rows(root: str | Path, split: str, label_names: list[str]) -> list[Ta
         )
     rows, ignored = [], []
     for name in classes:
-        found = 0
-        for dirpath, dirnames, filenames in os.walk(split_dir / name, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fname in sorted(filenames):
-                if fname.startswith("."):
-                    continue
-                full = os.path.join(dirpath, fname)
-                if os.path.splitext(fname)[1].lower() in AUDIO_EXTENSIONS:
-                    rows.append(TableRow(len(rows) + 1, full, name, None, full))
-                    found += 1
-                else:
-                    ignored.append(full)
+        found, skipped = _audio_files(split_dir / name)
         if not found:
             raise DataError(
                 f"Audio folder layout: the class folder {split_dir / name} has no audio files (looked for "
                 f"{', '.join(sorted(AUDIO_EXTENSIONS))}, recursively). Add clips or remove the class from every split."
             )
+        rows += [TableRow(len(rows) + i + 1, full, name, None, full) for i, full in enumerate(found)]
+        ignored += skipped
     if ignored:
         log.warning("%s: ignored %d file(s) without an audio extension: %s", split_dir, len(ignored), preview(ignored))
     return rows
+
+
+def unlabelled_folder_rows(root: str | Path, split: str) -> list[TableRow]:
+    """Rows of every audio file under ``root/<split>``, recursively (sub-folders, e.g. class
+    folders, are allowed and their names ignored); for unlabelled audio (pretraining)."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DataError(
+            f"Audio folder layout: the {split} split folder {split_dir} does not exist. Expected "
+            f"{Path(root)}/{{train,val,test}}/**/<audio files> (sub-folders allowed)."
+        )
+    found, ignored = _audio_files(split_dir)
+    if not found:
+        raise DataError(
+            f"Audio folder layout: {split_dir} has no audio files (looked for {', '.join(sorted(AUDIO_EXTENSIONS))}, "
+            "recursively)."
+        )
+    if ignored:
+        log.warning("%s: ignored %d file(s) without an audio extension: %s", split_dir, len(ignored), preview(ignored))
+    return [TableRow(i + 1, full, "", None, full) for i, full in enumerate(found)]
+
+
+def _audio_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(audio files, other files) under `folder`, recursively, sorted; hidden entries skipped."""
+    found, ignored = [], []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fname in sorted(filenames):
+            if fname.startswith("."):
+                continue
+            full = os.path.join(dirpath, fname)
+            (found if os.path.splitext(fname)[1].lower() in AUDIO_EXTENSIONS else ignored).append(full)
+    return found, ignored
 
 
 # --------------------------------------------------------------------------------- decoding
@@ -246,6 +272,14 @@ def load_audio(path: str, sampling_rate: int, where: str) -> np.ndarray:
     if not np.isfinite(mono).all():
         raise BadAudioError(f"{where}: the audio holds NaN or infinite samples.")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` played ``factor`` times as fast (tempo and pitch together, the "speed perturbation" of
+    Ko et al. 2015): resampled to ``len(x) / factor`` samples, the ratio rounded to 1/100."""
+    down = max(1, round(100 * factor))
+    g = math.gcd(100, down)
+    return resample_poly(x, 100 // g, down // g).astype(np.float32)
 
 
 def zero_mean_unit_var(x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ collective inside ``validation_step``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -26,23 +26,30 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
-    """Rank ``rank`` of ``num_replicas`` gets indices ``rank::num_replicas``, in order, no padding."""
+    """Rank ``rank`` of ``num_replicas`` gets entries ``rank::num_replicas`` of ``order`` (default
+    0..N-1, e.g. indices sorted by length for less padding), in order, no padding."""
 
-    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None):
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
+                 order: Sequence[int] | None = None):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.order = list(order) if order is not None else list(range(len(dataset)))
+        if sorted(self.order) != list(range(len(dataset))):
+            raise ValueError("order must hold every dataset index exactly once")
         # Replace the padded sizes computed by the parent.
         self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
         self.total_size = len(dataset)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+        return iter(self.order[self.rank::self.num_replicas])
 
     def __len__(self) -> int:
         return self.num_samples
 
 
-def distributed_eval_sampler(dataset: Sized, trainer=None) -> UnpaddedDistributedSampler | None:
-    """The unpadded sampler when running with more than one data-parallel process, else None.
+def distributed_eval_sampler(dataset: Sized, trainer=None,
+                             order: Sequence[int] | None = None) -> UnpaddedDistributedSampler | None:
+    """The unpadded sampler of this process's rank, or None (plain order) in a single process
+    unless an `order` of the indices is asked for.
 
     The world size and rank come from the trainer's strategy when a trainer is attached (this
     is what Lightning itself would use), otherwise from an initialised ``torch.distributed``.
@@ -50,9 +57,10 @@ def distributed_eval_sampler(dataset: Sized, trainer=None) -> UnpaddedDistribute
     kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
     if kwargs is None and dist.is_available() and dist.is_initialized():
         kwargs = {"num_replicas": dist.get_world_size(), "rank": dist.get_rank()}
-    if not kwargs or kwargs.get("num_replicas", 1) <= 1:
+    kwargs = kwargs or {"num_replicas": 1, "rank": 0}
+    if kwargs.get("num_replicas", 1) <= 1 and order is None:
         return None
-    return UnpaddedDistributedSampler(dataset, num_replicas=kwargs["num_replicas"], rank=kwargs["rank"])
+    return UnpaddedDistributedSampler(dataset, num_replicas=kwargs["num_replicas"], rank=kwargs["rank"], order=order)
 
 
 # -- training: an order that is a pure function of (seed, epoch), resumable mid-epoch -----------

@@ -8,8 +8,9 @@ from lit_tasks.tasks.question_answering import QuestionAnswering
 from lit_tasks.tasks.speech_recognition import SpeechRecognition
 from lit_tasks.tasks.text_classification import TextClassification
 from lit_tasks.tasks.token_classification import TokenClassification
+from lit_tasks.tasks.wav2vec2_pretraining import Wav2Vec2Pretraining
 
 __all__ = [
     "AudioClassification", "ImageClassification", "MaskedLanguageModeling", "QuestionAnswering", "SpeechRecognition", "TextClassification",
-    "TokenClassification",
+    "TokenClassification", "Wav2Vec2Pretraining",
 ]

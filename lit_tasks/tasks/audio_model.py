@@ -1,7 +1,7 @@
 """Building the Wav2Vec2 network of an audio task: from a zoo preset or an HF-format folder.
 
-Every audio task (classification, CTC speech recognition) takes the same three arguments for
-its network and calls `build_wav2vec2` with the head it needs:
+Every audio task (classification, CTC speech recognition, contrastive pretraining) takes the
+same three arguments for its network and calls `build_wav2vec2` with the head it needs:
 
     backbone="wav2vec2-base", backbone_config={"num_hidden_layers": 4}   # from scratch
     init_from="path/to/wav2vec2-base"                                     # fine-tune
@@ -26,7 +26,7 @@ def build_wav2vec2(
     num_labels: int | None = None,
     freeze_feature_encoder: bool = False,
 ) -> nn.Module:
-    """The `head` model of `lit_tasks.zoo.wav2vec2` ("classification" or "ctc").
+    """The `head` model of `lit_tasks.zoo.wav2vec2` ("classification", "ctc" or "pretraining").
 
     `num_labels` is the number of classes ("classification") or the vocabulary size ("ctc").
     With `init_from` the folder's config.json defines the architecture (an output layer of
@@ -53,7 +53,8 @@ def build_wav2vec2(
                 fields.pop("output_hidden_size")  # derived from hidden_size
             config = config_from_dict(wav2vec2.Wav2Vec2Config, fields, source="model.backbone_config")
             config.check("model.backbone_config")
-        model = wav2vec2.head_class(head)(wav2vec2.Wav2Vec2(config), num_labels)
+        sized = () if num_labels is None else (num_labels,)  # the pretraining head has no output size
+        model = wav2vec2.head_class(head)(wav2vec2.Wav2Vec2(config), *sized)
     if freeze_feature_encoder:
         model.freeze_feature_encoder()
     return model

@@ -11,7 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_tasks.errors import CheckpointError
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import build_bert
+from lit_tasks.tasks.text_model import build_bert, tokenizer_files
 from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
@@ -162,7 +162,9 @@ class MaskedLanguageModeling(TaskModule):
         return (self.net.layer_index(name.removeprefix("net.")) if name.startswith("net.") else deepest), deepest
 
     def export_metadata(self) -> dict[str, Any]:
-        return {"bert_config": self.net.config.to_hf(), "head": "pretraining"}
+        config = self.net.config.to_hf()
+        return {"bert_config": config, "head": "pretraining", "tokenizer_files": tokenizer_files(self),
+                "spec": {"family": "bert", "head": "pretraining", "config": config}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lit_tasks", {}).get("bert_config")

@@ -15,7 +15,7 @@ from lit_tasks.errors import CheckpointError
 from lit_tasks.metrics.squad import SquadScores, score_question
 from lit_tasks.tasks.answer_spans import AnswerCollector, Question, decide, merge_questions, window_candidates
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import attached_text_data, build_bert
+from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
 from lit_tasks.zoo.base import ConfigError
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ class QuestionAnswering(TaskModule):
 
     def export_metadata(self) -> dict[str, Any]:
         return {"spec": self.spec(), "n_best": self.n_best, "max_answer_length": self.max_answer_length,
-                "null_answers": self.null_answers, "null_threshold": self.null_threshold}
+                "null_answers": self.null_answers, "null_threshold": self.null_threshold,
+                "tokenizer_files": tokenizer_files(self)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lit_tasks", {}).get("spec")

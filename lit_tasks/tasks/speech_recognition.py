@@ -304,7 +304,7 @@ class SpeechRecognition(TaskModule):
             return {"spec": self.spec(), "preprocessor": preprocessor}
         return {"spec": self.spec(), "vocab": self.vocab.tokens, "word_delimiter": self.vocab.word_delimiter,
                 "normalizer": {"case": self.normalize.case, "remove_chars": self.normalize.remove_chars},
-                "preprocessor": preprocessor}
+                "preprocessor": preprocessor, "tokenizer_files": self.vocab.tokenizer_files()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("lit_tasks", {})

@@ -16,7 +16,7 @@ from torchmetrics.classification import (
 from lit_tasks import plots
 from lit_tasks.errors import CheckpointError
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import attached_text_data, build_bert
+from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
 from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
@@ -223,7 +223,7 @@ class TextClassification(TaskModule):
 
     def export_metadata(self) -> dict[str, Any]:
         return {"spec": self.spec(), "label_names": self.label_names, "multi_label": self.multi_label,
-                "threshold": self.threshold}
+                "threshold": self.threshold, "tokenizer_files": tokenizer_files(self)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lit_tasks", {}).get("spec")

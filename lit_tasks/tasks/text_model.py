@@ -71,3 +71,11 @@ def attached_text_data(task: Any) -> Any | None:
         raise ConfigError(f"data.max_length is {data.max_length} but the model has "
                           f"{config.max_position_embeddings} positions; lower data.max_length")
     return data
+
+
+def tokenizer_files(task: Any) -> dict[str, str] | None:
+    """{file name: text} of the tokenizer `task` is trained with (its DataModule's), stored in
+    checkpoints so that `lit_tasks export` writes them beside the weights; None without one."""
+    data = getattr(task.trainer, "datamodule", None) if task._trainer is not None else None
+    tokenizer = getattr(data, "tokenizer", None)
+    return tokenizer.files() if tokenizer is not None else None

@@ -14,7 +14,7 @@ from lit_tasks import plots
 from lit_tasks.errors import CheckpointError
 from lit_tasks.metrics.entities import EntityScores, entity_spans, iob2_types
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import attached_text_data, build_bert
+from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
 from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
@@ -203,7 +203,7 @@ class TokenClassification(TaskModule):
                 "num_classes": self.net.num_labels}
 
     def export_metadata(self) -> dict[str, Any]:
-        return {"spec": self.spec(), "label_names": self.label_names}
+        return {"spec": self.spec(), "label_names": self.label_names, "tokenizer_files": tokenizer_files(self)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lit_tasks", {}).get("spec")

@@ -24,6 +24,7 @@ from lit_tasks.errors import ConfigError
 PAD_TOKENS = ("<pad>", "[PAD]")
 UNK_TOKENS = ("<unk>", "[UNK]")
 VOCAB_FILE = "vocab.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,28 @@ class CharVocab:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.tokens, ensure_ascii=False, indent=1) + "\n")
+        path.write_text(self.tokenizer_files()[VOCAB_FILE])
         return path
+
+    def tokenizer_files(self) -> dict[str, str]:
+        """{file name: text} of an HF `Wav2Vec2CTCTokenizer` folder: vocab.json and
+        tokenizer_config.json naming our pad (the CTC blank), unknown and word-delimiter tokens.
+        Sentence markers ("<s>", "</s>") are named only when the vocabulary has them, so a
+        tokenizer loaded from the folder has exactly these ids."""
+        def present(token: str) -> str | None:
+            return token if token in self.tokens else None
+
+        config = {
+            "tokenizer_class": "Wav2Vec2CTCTokenizer",
+            "pad_token": self.id_to_token[self.pad_id],
+            "unk_token": self.id_to_token[self.unk_id] if self.unk_id is not None else None,
+            "word_delimiter_token": self.word_delimiter,
+            "bos_token": present("<s>"),
+            "eos_token": present("</s>"),
+            "do_lower_case": False,
+        }
+        return {VOCAB_FILE: json.dumps(self.tokens, ensure_ascii=False, indent=1) + "\n",
+                TOKENIZER_CONFIG_FILE: json.dumps(config, ensure_ascii=False, indent=2) + "\n"}
 
     def unknown(self, text: str) -> list[str]:
         """The distinct characters of normalised `text` that have no token (in order of appearance)."""

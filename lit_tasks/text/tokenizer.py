@@ -178,30 +178,34 @@ class Tokenizer:
     # ---------------------------------------------------------------------------------- saving
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``tokenizer.json``, ``tokenizer_config.json`` and (for WordPiece models)
-        ``vocab.txt`` into ``folder``: the layout of an HF checkpoint folder."""
+        """Write :meth:`files` into ``folder``: the layout of an HF checkpoint folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        for name, text in self.files().items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return folder
+
+    def files(self) -> dict[str, str]:
+        """{file name: text} of ``tokenizer.json``, ``tokenizer_config.json`` and (for WordPiece
+        models) ``vocab.txt``, what :meth:`save` writes and :func:`load_tokenizer` reads."""
         self._set_truncation(None)  # the saved pipeline carries no truncation setting
-        self.backend.save(str(folder / "tokenizer.json"))
-        vocab = self.backend.get_vocab(with_added_tokens=True)
-        if isinstance(self.backend.model, models.WordPiece):
-            by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+        files = {"tokenizer.json": self.backend.to_str(pretty=True)}
+        wordpiece = isinstance(self.backend.model, models.WordPiece)
+        if wordpiece:
+            by_id = sorted(self.backend.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
             if [i for _, i in by_id] != list(range(len(by_id))):
                 raise ValueError("tokenizer: the vocabulary ids are not contiguous; cannot write vocab.txt")
-            (folder / "vocab.txt").write_text("".join(t + "\n" for t, _ in by_id), encoding="utf-8")
+            files["vocab.txt"] = "".join(t + "\n" for t, _ in by_id)
         config = {
             **self.config,
             "do_lower_case": self.do_lower_case,
             **{SPECIAL_TOKENS[role][0]: text for role, text in self.special_tokens.items()},
         }
-        wordpiece = isinstance(self.backend.model, models.WordPiece)
         config.setdefault("tokenizer_class", "BertTokenizer" if wordpiece else "PreTrainedTokenizerFast")
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
-        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
-        return folder
+        files["tokenizer_config.json"] = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        return files
 
 
 # ---------------------------------------------------------------------------------- building

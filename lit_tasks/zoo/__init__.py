@@ -1,8 +1,13 @@
 """The model zoo: one module per family, presets, and HF-format loading and saving.
 
-Each family module (`vit.py`, `convnext.py`) keeps one protocol: MODEL_TYPE (the HF
+Each image family module (`vit.py`, `convnext.py`) keeps one protocol: MODEL_TYPE (the HF
 `model_type`), HF_BASE_PREFIX, CONFIG (a dataclass with `from_hf` / `to_hf`), MODEL,
 PRESETS, `hf_to_ours` / `ours_to_hf` key maps and IGNORED_HF_KEYS.
+
+The audio and text families (`wav2vec2.py`, `bert.py`) are a base model plus one of several
+named heads ("ctc", "sequence_classification", ...); HEAD_FAMILIES registers how to rebuild a
+head model from a task checkpoint's spec and which module's `save_pretrained` writes it.
+`from_spec` and `save_pretrained` below serve both kinds, which is what `lit_tasks export` uses.
 
     backbone = build_backbone("vit-test")
     model = from_pretrained("path/to/vit-base-patch16-224")   # an HF-format folder
@@ -16,13 +21,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from lit_tasks.zoo import convnext, vit
+from torch import nn
+
+from lit_tasks.zoo import bert, convnext, vit, wav2vec2
 from lit_tasks.zoo.base import Backbone, ConfigError
 from lit_tasks.zoo.classifier import ImageClassifier
-from lit_tasks.zoo.hub import load_pretrained, read_config, read_preprocessor_config, write_folder
+from lit_tasks.zoo.hub import PREPROCESSOR_FILE, load_pretrained, read_config, read_preprocessor_config, write_folder, write_json
 
 __all__ = [
-    "FAMILIES", "PRESETS", "Backbone", "ImageClassifier", "ConfigError", "build_backbone", "build_classifier",
+    "FAMILIES", "HEAD_FAMILIES", "PRESETS", "Backbone", "ImageClassifier", "ConfigError", "build_backbone", "build_classifier",
     "detect_family", "from_pretrained", "save_pretrained", "read_preprocessor_config", "spec", "from_spec",
 ]
 
@@ -34,15 +41,37 @@ HF_ARCHITECTURES: dict[str, tuple[str, str]] = {
     "convnext": ("ConvNextModel", "ConvNextForImageClassification"),
 }
 
+
+
+def _wav2vec2_head(head: str, config: wav2vec2.Wav2Vec2Config, num_classes: int | None) -> nn.Module:
+    """The wav2vec2 `head` model; its output size is in `config` (vocab_size / num_labels)."""
+    if head not in wav2vec2.HF_ARCHITECTURES:
+        raise ConfigError(f"model spec: unknown wav2vec2 head {head!r}; expected one of {sorted(wav2vec2.HF_ARCHITECTURES)}")
+    sized = () if num_classes is None else (num_classes,)  # the pretraining head has no output size
+    return wav2vec2.head_class(head)(wav2vec2.Wav2Vec2(config), *sized)
+
+
+def _bert_head(head: str, config: bert.BertConfig, num_classes: int | None) -> nn.Module:
+    """The BERT `head` model; the label heads take `num_classes`."""
+    if head not in bert.HEADS:
+        raise ConfigError(f"model spec: unknown bert head {head!r}; expected one of {sorted(bert.HEADS)}")
+    if head in ("sequence_classification", "token_classification"):
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"model spec: the bert {head} head needs 'num_classes' >= 1, got {num_classes!r}")
+        return bert.HEADS[head](config, num_classes)
+    return bert.HEADS[head](config)
+
+
+# Families of a base model plus a named head: (module, builder(head, config, num_classes)).
+# The module gives CONFIG (from_hf / to_hf), the model classes and `save_pretrained`.
+HEAD_FAMILIES: dict[str, tuple[ModuleType, Any]] = {
+    "wav2vec2": (wav2vec2, _wav2vec2_head),
+    "bert": (bert, _bert_head),
+}
+
 PRESETS: dict[str, tuple[str, Any]] = {
     name: (family, config) for family, module in FAMILIES.items() for name, config in module.PRESETS.items()
 }
-
-
-def _family_module(family: str, source: str) -> ModuleType:
-    if family not in FAMILIES:
-        raise ConfigError(f"{source}: unknown model family {family!r}; supported families are {sorted(FAMILIES)}")
-    return FAMILIES[family]
 
 
 def build_backbone(name: str, overrides: dict | None = None) -> Backbone:
@@ -93,8 +122,18 @@ def _split(model: Backbone | ImageClassifier) -> tuple[Backbone, ImageClassifier
     raise TypeError(f"expected a zoo Backbone or ImageClassifier, got {type(model).__name__}")
 
 
+def _head_family(model: nn.Module) -> str | None:
+    """The HEAD_FAMILIES name of a head model (or its base model), None for anything else."""
+    if isinstance(model, (bert.Bert, bert.BertWithHead)):
+        return "bert"
+    if isinstance(model, wav2vec2.Wav2Vec2) or isinstance(getattr(model, "wav2vec2", None), wav2vec2.Wav2Vec2):
+        return "wav2vec2"  # the base model or one of its heads
+    return None
+
+
 def spec(model: Backbone | ImageClassifier) -> dict:
-    """The architecture of `model` as plain JSON data, rebuilt by `from_spec`."""
+    """The architecture of an image `model` as plain JSON data, rebuilt by `from_spec` (the audio
+    and text tasks write their own, with the "head" that HEAD_FAMILIES rebuilds)."""
     backbone, classifier = _split(model)
     return {
         "family": backbone.family,
@@ -103,22 +142,41 @@ def spec(model: Backbone | ImageClassifier) -> dict:
     }
 
 
-def from_spec(spec: dict) -> Backbone | ImageClassifier:
-    """A randomly initialised model with the architecture `spec(model)` described."""
-    module = _family_module(spec.get("family"), "model spec")
+def from_spec(spec: dict) -> nn.Module:
+    """A randomly initialised model with the architecture `spec(model)` described.
+
+    Task checkpoints store such a spec (the audio and text tasks with their "head"), so the
+    image families give a Backbone / ImageClassifier and HEAD_FAMILIES the head model."""
     if not isinstance(spec.get("config"), dict):
         raise ConfigError(f"model spec: expected a 'config' dict (an HF config.json's content), got {spec.get('config')!r}")
+    if spec.get("family") in HEAD_FAMILIES:
+        module, build = HEAD_FAMILIES[spec["family"]]
+        config = module.CONFIG.from_hf(spec["config"], source="model spec 'config'")
+        if spec.get("head", "base") == "base":
+            return module.MODEL(config)
+        return build(spec["head"], config, spec.get("num_classes"))
+    if spec.get("family") not in FAMILIES:
+        raise ConfigError(f"model spec: unknown model family {spec.get('family')!r}; supported families are "
+                          f"{sorted([*FAMILIES, *HEAD_FAMILIES])}")
+    module = FAMILIES[spec["family"]]
     backbone = module.MODEL(module.CONFIG.from_hf(spec["config"], source="model spec 'config'"))
     return backbone if spec.get("num_classes") is None else ImageClassifier(backbone, spec["num_classes"])
 
 
 def save_pretrained(
-    model: Backbone | ImageClassifier,
+    model: nn.Module,
     out_dir: str | Path,
     label_names: list[str] | None = None,
     preprocessor: dict | None = None,
 ) -> Path:
-    """Write `model` as an HF-format folder that `transformers`' Auto classes load."""
+    """Write `model` as an HF-format folder that `transformers`' Auto classes load: config.json
+    (label names as id2label), model.safetensors and, given, preprocessor_config.json."""
+    family = _head_family(model)
+    if family is not None:
+        folder = HEAD_FAMILIES[family][0].save_pretrained(model, out_dir, label_names=label_names)
+        if preprocessor is not None:
+            write_json(folder, PREPROCESSOR_FILE, preprocessor)
+        return folder
     backbone, classifier = _split(model)
     module = FAMILIES[backbone.family]
     base_arch, head_arch = HF_ARCHITECTURES[backbone.family]

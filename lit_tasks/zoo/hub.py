@@ -226,15 +226,22 @@ def load_pretrained(path: str | Path, family: ModuleType, num_classes: int | Non
     return model
 
 
+def write_json(folder: str | Path, name: str, data: dict) -> Path:
+    """Write `data` as `folder/name`, indented with sorted keys (the HF folder files' style)."""
+    file = Path(folder) / name
+    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return file
+
+
 def write_folder(out_dir: str | Path, config: dict, tensors: dict[str, Tensor], preprocessor: dict | None = None) -> Path:
     """Write `config.json`, `model.safetensors` (and `preprocessor_config.json`) to `out_dir`."""
     from safetensors.torch import save_file
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_json(folder, CONFIG_FILE, config)
     # safetensors wants each tensor to own its memory (no views of a fused qkv).
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, folder / SAFETENSORS_FILE, metadata={"format": "pt"})
     if preprocessor is not None:
-        (folder / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
+        write_json(folder, PREPROCESSOR_FILE, preprocessor)
     return folder

@@ -3,8 +3,8 @@
 
 `Wav2Vec2ForPreTraining` (equal to HF's) returns raw predictions: the projected context
 vectors c_t, the projected quantized latents q_t and the codebook perplexity. The losses are
-functions: `contrastive_loss` (Eq. 3), `diversity_loss` (Eq. 4) and `pretraining_loss`
-(Eq. 2, L = L_m + alpha L_d); `sample_negatives` draws the distractors.
+functions: `contrastive_logits` / `contrastive_loss` (Eq. 3), `diversity_loss` (Eq. 4) and
+`pretraining_loss` (Eq. 2, L = L_m + alpha L_d); `sample_negatives` draws the distractors.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class GumbelVectorQuantizer(nn.Module):
     straight-through Gumbel softmax (Jang et al. 2016) at `temperature` tau (annealed from 2 to
     0.5 in the paper; set it with `Wav2Vec2ForPreTraining.set_gumbel_temperature`); in eval the
     argmax. The chosen entries, each of codevector_dim / G, are concatenated.
-    Perplexity uses the softmax probabilities in training and the one-hot choices in eval.
+    Perplexity uses the softmax probabilities in training and the one-hot choices in eval; these
+    per-frame code distributions are returned too (to pool usage over many batches).
     """
 
     def __init__(self, config: Wav2Vec2Config):
@@ -50,29 +51,34 @@ class GumbelVectorQuantizer(nn.Module):
         nn.init.zeros_(self.weight_proj.bias)
         nn.init.uniform_(self.codevectors)
 
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """features (B, T, C) -> quantized (B, T, codevector_dim) and the perplexity (a scalar)."""
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """features (B, T, C) -> quantized (B, T, codevector_dim), the perplexity (a scalar) and
+        the code distributions (B, T, G, V) it is computed from."""
         B, T, _ = features.shape
         logits = self.weight_proj(features).view(B * T, self.num_groups, self.num_vars)  # (N, G, V)
         if self.training:
             choice = F.gumbel_softmax(logits.float(), tau=self.temperature, hard=True).type_as(logits)
-            perplexity = codebook_perplexity(logits.float().softmax(-1), mask)
+            probs = logits.float().softmax(-1)
         else:
             choice = F.one_hot(logits.argmax(-1), self.num_vars).type_as(logits)
-            perplexity = codebook_perplexity(choice, mask)
+            probs = choice.float()
+        perplexity = codebook_perplexity(probs, mask)
         codebooks = self.codevectors.view(self.num_groups, self.num_vars, -1)  # (G, V, d)
         quantized = torch.einsum("ngv,gvd->ngd", choice, codebooks)  # (N, G, d)
-        return quantized.reshape(B, T, -1), perplexity
+        return quantized.reshape(B, T, -1), perplexity, probs.view(B, T, self.num_groups, self.num_vars)
 
 
 @dataclass
 class PreTrainingOutput:
     """projected_states (B, T, P): c_t through project_hid; projected_quantized_states (B, T, P):
-    q_t through project_q; codevector_perplexity: a scalar over the masked frames."""
+    q_t through project_q; codevector_perplexity: a scalar over the masked frames;
+    codevector_probs (B, T, G, V): each frame's code distribution (softmax in training, the
+    one-hot choice in eval), what the perplexity averages."""
 
     projected_states: Tensor
     projected_quantized_states: Tensor
     codevector_perplexity: Tensor
+    codevector_probs: Tensor
 
 
 class Wav2Vec2ForPreTraining(nn.Module):
@@ -108,8 +114,8 @@ class Wav2Vec2ForPreTraining(nn.Module):
             mask_time_indices = mask_time_indices.bool()
         out = self.wav2vec2(input_values, attention_mask, mask_time_indices)
         projected = self.project_hid(out.last_hidden_state)  # (B, T, P)
-        quantized, perplexity = self.quantizer(self.dropout_features(out.extract_features), mask_time_indices)
-        return PreTrainingOutput(projected, self.project_q(quantized), perplexity)  # (B, T, P)
+        quantized, perplexity, probs = self.quantizer(self.dropout_features(out.extract_features), mask_time_indices)
+        return PreTrainingOutput(projected, self.project_q(quantized), perplexity, probs)  # (B, T, P)
 
 
 @torch.no_grad()
@@ -130,13 +136,13 @@ def sample_negatives(mask_time_indices: Tensor, num_negatives: int, generator: t
     return negatives.to(mask_time_indices.device)
 
 
-def contrastive_loss(
+def contrastive_logits(
     projected_states: Tensor, projected_quantized_states: Tensor, mask_time_indices: Tensor,
     sampled_negative_indices: Tensor, temperature: float = 0.1,
 ) -> Tensor:
-    """L_m (Eq. 3), summed over the masked frames: cross-entropy of picking q_t among
-    {q_t} + distractors by cosine similarity to c_t / kappa. A distractor equal to q_t (a
-    low-use codebook) is excluded. projected_* (B, T, P), mask (B, T), negatives (B, T, K)."""
+    """(M, 1 + K) logits of Eq. 3 at the M masked frames: cosine similarity of c_t to q_t (column
+    0) and to its K distractors, divided by kappa = `temperature`. A distractor equal to q_t (a
+    low-use codebook) gets -inf. projected_* (B, T, P), mask (B, T), negatives (B, T, K)."""
     B, T, P = projected_quantized_states.shape
     negatives = projected_quantized_states.reshape(B * T, P)[sampled_negative_indices.long().flatten()]
     negatives = negatives.view(B, T, -1, P)  # (B, T, K, P)
@@ -144,7 +150,17 @@ def contrastive_loss(
     logits = F.cosine_similarity(projected_states.float()[:, :, None], candidates.float(), dim=-1) / temperature
     same = (negatives == projected_quantized_states[:, :, None]).all(-1)  # (B, T, K)
     logits[:, :, 1:] = logits[:, :, 1:].masked_fill(same, float("-inf"))
-    masked = logits[mask_time_indices.bool()]  # (M, 1 + K), the positive at index 0
+    return logits[mask_time_indices.bool()]  # (M, 1 + K), the positive at index 0
+
+
+def contrastive_loss(
+    projected_states: Tensor, projected_quantized_states: Tensor, mask_time_indices: Tensor,
+    sampled_negative_indices: Tensor, temperature: float = 0.1,
+) -> Tensor:
+    """L_m (Eq. 3), summed over the masked frames: cross-entropy of picking q_t among
+    {q_t} + distractors (`contrastive_logits`)."""
+    masked = contrastive_logits(projected_states, projected_quantized_states, mask_time_indices,
+                                sampled_negative_indices, temperature)  # (M, 1 + K)
     return F.cross_entropy(masked, masked.new_zeros(masked.shape[0], dtype=torch.long), reduction="sum")
 
 

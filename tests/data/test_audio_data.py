@@ -1,4 +1,4 @@
-"""Contract tests for lit_tasks.data.AudioDataModule, its sources, decoding and bucket sampler."""
+"""Contract tests for lit_tasks.data.AudioDataModule, its sources, decoding and loaders."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import soundfile as sf
 import torch
 
 from lit_tasks.data import AudioDataModule, DataError
-from lit_tasks.data.audio import BucketBatchSampler
 from lit_tasks.data.audio_sources import BadAudioError, load_audio
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,42 +180,90 @@ def test_transcription_batches_carry_text(tmp_path):
 # ----------------------------------------------------------------------------- sampler
 
 
-def test_bucket_sampler_groups_lengths_and_covers_every_sample_once():
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.randint(1000, 50000, (103,), generator=g).tolist()
-    shards = [BucketBatchSampler(lengths, 8, shuffle=True, num_replicas=2, rank=r) for r in range(2)]
-    seen_orders = []
-    for epoch in range(3):
-        for s in shards:
-            s.set_epoch(epoch)
-        batches = [list(s) for s in shards]
-        assert len(batches[0]) == len(batches[1]) == len(shards[0])  # same number of steps on both ranks
-        flat = [i for rank in batches for b in rank for i in b]
-        assert sorted(flat) == list(range(103))  # every sample once, disjoint ranks, no padding
-        assert all(0 < len(b) <= 8 for rank in batches for b in rank)
-        spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches[0]])
-        assert spread < 0.15 * (max(lengths) - min(lengths))  # ~0.75 for random batches of 8
-        seen_orders.append(batches[0])
-    assert seen_orders[0] != seen_orders[1]  # reshuffled per epoch ...
-    shards[0].set_epoch(0)
-    assert list(shards[0]) == seen_orders[0]  # ... deterministically
-    evals = [list(BucketBatchSampler(lengths, 8, shuffle=False, num_replicas=2, rank=r)) for r in range(2)]
-    assert sorted(i for rank in evals for b in rank for i in b) == list(range(103))
-    assert abs(len(evals[0]) - len(evals[1])) <= 1
+def varied_clips(tmp_path: Path, n: int = 24) -> Path:
+    """A manifest of n clips of 0.02 .. 0.5 s in shuffled order."""
+    seconds = np.random.default_rng(0).permutation(np.linspace(0.02, 0.5, n))
+    rows = [{"path": tone(tmp_path / f"c{i}.wav", seconds=float(s)).name, "label": "a" if i % 2 else "b"}
+            for i, s in enumerate(seconds)]
+    return write_csv(tmp_path / "t.csv", rows)
 
 
-def test_lightning_keeps_the_bucket_sampler_under_ddp(folder):
+def test_bucketed_training_batches_group_lengths_and_resume_mid_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "3")
+    manifest = varied_clips(tmp_path)
+
+    def loader(bucket_by_length=True):
+        dm = AudioDataModule(train_file=str(manifest), max_duration=0.3, long_clips="crop",
+                             bucket_by_length=bucket_by_length, **kw())
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        return loader
+
+    def spread(loader) -> float:  # mean padding per clip, in samples
+        return float(np.mean([(b["input_values"].shape[1] - b["lengths"]).float().mean() for b in loader]))
+
+    full = [(b["paths"], b["input_values"]) for b in loader()]
+    paths = [p for ps, _ in full for p in ps]
+    assert sorted(paths) == sorted(str(tmp_path / f"c{i}.wav") for i in range(24))  # every clip once
+    assert spread(loader()) < 0.25 * spread(loader(bucket_by_length=False))  # similar lengths in a batch
+    first = loader()
+    it = iter(first)
+    next(it), next(it)
+    state = first.state_dict()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(1)
+    rest = [(b["paths"], b["input_values"]) for b in resumed]
+    assert [p for p, _ in rest] == [p for p, _ in full[2:]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, full[2:]))  # same random crops
+
+
+def test_speed_perturbation_changes_train_clips_reproducibly(tmp_path, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "1")
+    rows = [{"path": tone(tmp_path / f"{i}.wav", seconds=0.5).name, "label": "a"} for i in range(8)]
+    manifest = write_csv(tmp_path / "t.csv", rows)
+
+    def lengths(speed, split="train"):
+        dm = AudioDataModule(train_file=str(manifest), val_file=str(manifest), speed_perturbation=speed, **kw())
+        loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
+        if split == "train":
+            loader.sampler.set_epoch(0)
+        return sorted(n for b in loader for n in b["lengths"].tolist())
+
+    perturbed = lengths([0.8, 1.25])
+    assert all(0.5 * SR / 1.25 - 2 <= n <= 0.5 * SR / 0.8 + 2 for n in perturbed)
+    assert len(set(perturbed)) > 4 and perturbed == lengths([0.8, 1.25])  # varied, seeded
+    assert lengths(None) == lengths([0.8, 1.25], split="val") == [8000] * 8  # eval untouched
+    with pytest.raises(DataError, match=r"speed_perturbation is \[1.2, 0.9\]"):
+        AudioDataModule(train_file=str(manifest), speed_perturbation=[1.2, 0.9], **kw())
+
+
+def test_eval_batches_run_in_length_order(tmp_path):
+    dm = AudioDataModule(train_file=str(varied_clips(tmp_path)), val_file=str(tmp_path / "t.csv"), **kw())
+    dm.setup("validate")
+    lengths = [n for b in dm.val_dataloader() for n in b["lengths"].tolist()]
+    assert lengths == sorted(lengths) and len(lengths) == 24
+
+
+def test_lightning_keeps_our_samplers_under_ddp(folder):
     import lightning as L
+
+    from lit_tasks.data.samplers import LengthGroupedSampler, UnpaddedDistributedSampler
 
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False)
     dm = AudioDataModule(root=str(folder), **kw())
     dm.trainer = trainer
-    for loader in (dm.train_dataloader(), dm.val_dataloader()):
-        assert isinstance(loader.sampler, BucketBatchSampler) and loader.sampler.num_replicas == 2
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    assert isinstance(train.sampler, LengthGroupedSampler) and train.sampler.num_replicas == 2
+    assert isinstance(val.sampler, UnpaddedDistributedSampler) and val.sampler.num_replicas == 2
+    for loader in (train, val):
         assert not trainer._data_connector._requires_distributed_sampler(loader)
+    lengths = val.dataset.lengths()
+    assert sorted(val.sampler.order) == list(range(6)) and list(val.sampler) == val.sampler.order[0::2]
+    assert [lengths[i] for i in val.sampler.order] == sorted(lengths)  # length order, unpadded shares
     plain = AudioDataModule(root=str(folder), bucket_by_length=False, **kw())
     plain.trainer = trainer
-    assert list(plain.val_dataloader().sampler) == [0, 2, 4]  # unpadded: 6 clips over 2 ranks
+    assert list(plain.val_dataloader().sampler) == [0, 2, 4]  # unpadded, file order
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -338,7 +385,7 @@ def test_spoken_digits_demo_data():
     root = _demo("spoken_digits")
     words = ["eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero"]
     voices = {}
-    for split, n in (("train", 120), ("val", 30), ("test", 30)):
+    for split, n in (("train", 300), ("val", 60), ("test", 60)):
         with open(root / f"{split}.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == n and sorted({r["label"] for r in rows}) == words
@@ -347,7 +394,7 @@ def test_spoken_digits_demo_data():
         assert len(list((root / split).rglob("*.flac"))) == n
     assert not voices["train"] & (voices["val"] | voices["test"]) and not voices["val"] & voices["test"]
     info = sf.info(str(next((root / "test" / "nine").iterdir())))
-    assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC" and info.subtype == "PCM_16"
+    assert info.samplerate == 8000 and info.channels == 1 and info.format == "FLAC" and info.subtype == "PCM_16"
     dm = AudioDataModule(root=str(root), num_workers=0)
     assert dm.label_names == words
     same = AudioDataModule(train_file=str(root / "train.csv"), num_workers=0)
@@ -358,7 +405,7 @@ def test_digit_strings_demo_data():
     root = _demo("digit_strings")
     digits = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
     voices = {}
-    for split, n in (("train", 52), ("val", 8), ("test", 8)):
+    for split, n in (("train", 156), ("val", 24), ("test", 24)):
         rows = [json.loads(line) for line in (root / f"{split}.jsonl").read_text().splitlines()]
         assert len(rows) == n and all((root / r["path"]).is_file() for r in rows)
         for r in rows:
@@ -366,5 +413,10 @@ def test_digit_strings_demo_data():
             assert 2 <= len(words) <= 5 and set(words) <= digits and r["text"] == " ".join(words)
         voices[split] = {r["voice"] for r in rows}
     assert not voices["train"] & (voices["val"] | voices["test"])
+    info = sf.info(str(root / rows[0]["path"]))
+    assert info.samplerate == 8000 and info.channels == 1 and info.format == "FLAC"  # stored in the telephone band
     dm = AudioDataModule(train_file=str(root / "train.jsonl"), task="transcription", num_workers=0)
-    assert len(dm.transcripts("train")) == 52
+    assert len(dm.transcripts("train")) == 156 and dm.sampling_rate == 16000
+    first = json.loads((root / "train.jsonl").read_text().splitlines()[0])
+    frames_8k = sf.info(str(root / first["path"])).frames
+    assert abs(len(dm.train_dataloader().dataset[0]["input_values"]) - 2 * frames_8k) <= 1  # resampled to 16 kHz

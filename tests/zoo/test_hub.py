@@ -177,7 +177,7 @@ def test_spec_round_trip_and_preprocessor(saved):
     assert read_preprocessor_config(folder) == {"size": {"height": 32, "width": 32}}
     (folder / "preprocessor_config.json").unlink()
     assert read_preprocessor_config(folder) is None
-    with pytest.raises(ConfigError, match=r"unknown model family 'swin'.*\['convnext', 'vit'\]"):
+    with pytest.raises(ConfigError, match=r"unknown model family 'swin'.*\['bert', 'convnext', 'vit', 'wav2vec2'\]"):
         from_spec({**description, "family": "swin"})
 
 

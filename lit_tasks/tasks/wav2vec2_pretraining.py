@@ -1,0 +1,301 @@
+"""wav2vec 2.0 self-supervised pretraining: mask spans of latent frames and pick each masked
+frame's quantized latent among distractors (Baevski et al. 2020, Sec. 3.1-3.2 and 4.2)."""
+
+from __future__ import annotations
+
+import zlib
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric, Metric
+
+from lit_tasks.data.samplers import run_seed
+from lit_tasks.errors import CheckpointError, ConfigError
+from lit_tasks.tasks import audio_model
+from lit_tasks.tasks.base import TaskModule
+from lit_tasks.zoo.wav2vec2 import span_mask
+from lit_tasks.zoo.wav2vec2_pretraining import codebook_perplexity, contrastive_logits, diversity_loss, sample_negatives
+
+HEAD = "pretraining"
+STAGES = ("train", "val", "test")
+EVAL_SEED = 20200620  # val/test masks depend on this and the clip only, never on the run's seed
+MEANS = ("contrastive_loss", "contrastive_acc")  # per masked frame
+
+
+class CodebookPerplexity(Metric):
+    """Sum over groups of exp(entropy) of the code distribution pooled over all masked frames
+    seen (Eq. 4's perplexity, the number of codes in use per group; at most G * V).
+
+    Pooling sums (G, V) probabilities and a frame count, both reduced over ranks before the
+    division, so the epoch value is exact under DDP; one batch's value is the model's own
+    `codevector_perplexity`.
+    """
+
+    full_state_update = False
+
+    def __init__(self, groups: int, codes: int) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros(groups, codes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor) -> None:
+        """probs (M, G, V): the code distributions of M masked frames."""
+        self.total += probs.detach().sum(0).double()
+        self.count += probs.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        return codebook_perplexity((self.total / self.count.clamp(min=1))[None]).float()
+
+
+def scale_gradient(module: torch.nn.Module, inputs: Any, output: torch.Tensor, scale: float) -> torch.Tensor:
+    """A forward hook: the same output, its gradient multiplied by `scale` on the way back."""
+    return output * scale + output.detach() * (1 - scale)
+
+
+def draw_masks(frames: torch.Tensor, num_frames: int, seeds: list[int], mask_prob: float, mask_length: int,
+               min_spans: int, num_negatives: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks and distractors of a batch, each row from a generator of its own seed.
+
+    frames (B,) real frames per row (the rest is padding), num_frames T, seeds B ints ->
+    mask (B, T) bool: spans of `mask_length` frames inside the row's real frames (`span_mask`,
+    about mask_prob * frames / mask_length spans, at least `min_spans` when they fit);
+    negatives (B, T, K) indices into the flattened (B * T) frames: K draws, with repetition,
+    from the other masked frames of the same row (`sample_negatives`).
+    A row depends only on its own length and seed, not on the batch around it.
+    """
+    masks, negatives = [], []
+    for row, (length, seed) in enumerate(zip(frames.tolist(), seeds)):
+        generator = torch.Generator().manual_seed(int(seed))
+        mask = span_mask((1, num_frames), mask_prob, mask_length, min_spans, torch.tensor([length]), generator)
+        masks.append(mask)  # (1, T)
+        negatives.append(sample_negatives(mask, num_negatives, generator) + row * num_frames)  # (1, T, K)
+    return torch.cat(masks), torch.cat(negatives)
+
+
+class Wav2Vec2Pretraining(TaskModule):
+    """Pretrain a wav2vec2 on unlabelled audio with the contrastive task (Sec. 3.2).
+
+    The network is `build_wav2vec2("pretraining", ...)` (`lit_tasks.zoo.wav2vec2_pretraining`):
+    the context network sees the projected conv features with masked spans replaced by a
+    learned vector; a Gumbel product quantizer (G groups of V codes) discretises the unmasked
+    features. For every masked frame t the loss picks the quantized q_t among q_t and K
+    distractors (other masked frames of the same clip) by cosine similarity to c_t / kappa.
+
+    **Masks** cover only real frames (lengths from the attention mask after the conv encoder):
+    spans of `mask_length` frames, about mask_prob * frames / mask_length of them, at least
+    `mask_min_spans` (paper: p = 0.065 starts, M = 10, i.e. mask_prob 0.65; about half of the
+    frames end up masked). **Randomness**: every clip's mask and distractors come from a
+    generator of its own. In training it is seeded by (run seed, optimizer step, DDP rank,
+    row), so a resumed run draws the masks it would have drawn (with gradient accumulation the
+    micro-batches of one step share these seeds); val/test seeds depend on the clip's path
+    only, so their masks are the same in every epoch and run and val metrics are comparable.
+    The Gumbel noise and dropout use torch's RNG, which the checkpoints restore.
+
+    **Gumbel temperature** at optimizer step s: max(max_gumbel_temperature *
+    gumbel_temperature_decay ** s, min_gumbel_temperature), computed from the global step
+    (nothing to save; a resumed run continues the schedule exactly). In eval the quantizer
+    takes the argmax and the temperature plays no part.
+
+    **Loss** per batch: (summed L_m + alpha * L_d * M) / M over its M masked frames, L_d = (GV
+    - perplexity) / GV (Eq. 2-4), alpha = `diversity_loss_weight`. Under DDP the optimizer's
+    loss divides by the mean M over ranks (gradients are averaged), i.e. by the masked frames
+    of the whole step, as HF's pretraining example does.
+
+    **Logged** for train on every step (`train/<name>_step`, this batch) and per epoch
+    (`train/<name>_epoch`), for val/test per epoch (`val/<name>`): `contrastive_loss` (L_m per
+    masked frame), `contrastive_acc` (share of masked frames whose q_t scores above every
+    distractor), `codebook_perplexity` (`CodebookPerplexity`: from the softmax in training,
+    from the codes chosen in eval; at most G * V), `diversity_loss` = (GV - that perplexity) /
+    GV and `loss` = contrastive_loss + alpha * diversity_loss, plus train/gumbel_temperature.
+    Epoch values pool the whole epoch (sums over all masked frames, then divided), so they are
+    exact under DDP; a step's loss is the one the optimizer saw. Checkpoints are chosen by the
+    lowest val/loss.
+
+    Batches (lit_tasks.data.AudioDataModule, task="unlabelled"): {"input_values": (B, L) float,
+    "attention_mask": (B, L) long, "paths": list of B paths}.
+
+    Args:
+        backbone, backbone_config, init_from: the network (`audio_model.build_wav2vec2`); the
+            codebook is set by backbone_config's num_codevector_groups, num_codevectors_per_group,
+            codevector_dim and proj_codevector_dim, kappa by contrastive_logits_temperature.
+        mask_prob, mask_length, mask_min_spans: the masks (above).
+        num_negatives: distractors K per masked frame; None: the model config's (100 in the
+            HF-mirroring presets).
+        diversity_loss_weight: alpha; None: the model config's (0.1).
+        max_gumbel_temperature, min_gumbel_temperature, gumbel_temperature_decay: the schedule.
+        feature_grad_scale: multiplies the gradient reaching the conv feature encoder (the paper
+            uses 0.1 for BASE, Sec. 4.2 / fairseq's feature_grad_mult): the quantizer's targets
+            then move slower than the context network, which keeps small runs from collapsing.
+        lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay: see TaskModule.
+    """
+
+    monitor = ("val/loss", "min")
+
+    def __init__(
+        self,
+        backbone: str | None = None,
+        backbone_config: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        mask_prob: float = 0.65,
+        mask_length: int = 10,
+        mask_min_spans: int = 2,
+        num_negatives: int | None = None,
+        diversity_loss_weight: float | None = None,
+        max_gumbel_temperature: float = 2.0,
+        min_gumbel_temperature: float = 0.5,
+        gumbel_temperature_decay: float = 0.999995,
+        feature_grad_scale: float = 1.0,
+        lr: float = 5e-4,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.08,
+        min_lr_ratio: float = 0.0,
+        layer_decay: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay)
+        self.save_hyperparameters()
+        if not 0 < mask_prob <= 1:
+            raise ConfigError(f"model.mask_prob is {mask_prob}; expected a share in (0, 1]")
+        if mask_length < 1 or mask_min_spans < 0:
+            raise ConfigError(f"model.mask_length ({mask_length}) must be >= 1 and model.mask_min_spans "
+                              f"({mask_min_spans}) >= 0")
+        if not 0 < min_gumbel_temperature <= max_gumbel_temperature or not 0 < gumbel_temperature_decay <= 1:
+            raise ConfigError(f"the Gumbel temperature schedule needs 0 < model.min_gumbel_temperature "
+                              f"({min_gumbel_temperature}) <= model.max_gumbel_temperature ({max_gumbel_temperature}) "
+                              f"and 0 < model.gumbel_temperature_decay ({gumbel_temperature_decay}) <= 1")
+        self.net = audio_model.build_wav2vec2(HEAD, backbone, backbone_config, init_from)
+        config = self.net.config
+        if not hasattr(self.net.wav2vec2, "masked_spec_embed"):
+            raise ConfigError("the wav2vec2 has no mask embedding (its config has mask_time_prob and mask_feature_prob "
+                              "0); set backbone_config.mask_time_prob > 0 (it is only used in fine-tuning)")
+        if not 0 <= feature_grad_scale <= 1:
+            raise ConfigError(f"model.feature_grad_scale is {feature_grad_scale}; expected a factor in [0, 1]")
+        if feature_grad_scale != 1:
+            self.net.wav2vec2.feature_extractor.register_forward_hook(partial(scale_gradient, scale=feature_grad_scale))
+        self.num_negatives = config.num_negatives if num_negatives is None else num_negatives
+        self.diversity_loss_weight = (config.diversity_loss_weight if diversity_loss_weight is None
+                                      else diversity_loss_weight)
+        if self.num_negatives < 1:
+            raise ConfigError(f"model.num_negatives is {self.num_negatives}; expected at least 1")
+        self.mask_prob, self.mask_length, self.mask_min_spans = mask_prob, mask_length, mask_min_spans
+        self.max_gumbel_temperature, self.min_gumbel_temperature = max_gumbel_temperature, min_gumbel_temperature
+        self.gumbel_temperature_decay = gumbel_temperature_decay
+        self.num_codes = config.num_codevector_groups * config.num_codevectors_per_group  # G * V
+        # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the "_metrics" suffix
+        self.metrics = torch.nn.ModuleDict({
+            f"{s}_metrics": torch.nn.ModuleDict({
+                **{name: MeanMetric() for name in MEANS},
+                "codebook_perplexity": CodebookPerplexity(config.num_codevector_groups,
+                                                          config.num_codevectors_per_group),
+            }) for s in STAGES
+        })
+
+    def gumbel_temperature(self, step: int) -> float:
+        """The quantizer's temperature at optimizer step `step`."""
+        decayed = self.max_gumbel_temperature * self.gumbel_temperature_decay ** step
+        return max(decayed, self.min_gumbel_temperature)
+
+    def _seeds(self, batch: dict[str, Any], stage: str) -> list[int]:
+        if stage == "train":
+            entropy = [run_seed(), self.global_step, self.global_rank]
+            return np.random.SeedSequence(entropy).generate_state(len(batch["paths"]), np.uint64).tolist()
+        return [EVAL_SEED + zlib.crc32(str(path).encode()) for path in batch["paths"]]
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                mask_time_indices: torch.Tensor | None = None):
+        return self.net(input_values, attention_mask, mask_time_indices)  # PreTrainingOutput
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+        if not batch["paths"]:  # every clip of the batch was skipped as undecodable
+            return None
+        x, attention_mask = batch["input_values"], batch["attention_mask"]  # (B, L)
+        wav2vec2 = self.net.wav2vec2
+        num_frames = int(wav2vec2.output_lengths(torch.tensor(x.shape[1])))
+        frames = wav2vec2.output_lengths(attention_mask.sum(-1)).clamp(0, num_frames).cpu()  # (B,)
+        mask, negatives = draw_masks(frames, num_frames, self._seeds(batch, stage), self.mask_prob,
+                                     self.mask_length, self.mask_min_spans, self.num_negatives)
+        mask, negatives = mask.to(x.device), negatives.to(x.device)  # (B, T), (B, T, K)
+        if stage == "train":
+            temperature = self.gumbel_temperature(self.global_step)
+            self.net.set_gumbel_temperature(temperature)
+            self.log("train/gumbel_temperature", temperature, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        out = self(x, attention_mask, mask)
+        logits = contrastive_logits(out.projected_states, out.projected_quantized_states, mask, negatives,
+                                    self.net.config.contrastive_logits_temperature)  # (M, 1 + K)
+        masked = logits.shape[0]
+        if stage == "train":  # the masked frames of the whole step (the mean over ranks: DDP averages gradients)
+            per_rank = self.trainer.strategy.reduce(torch.tensor(float(masked), device=x.device), reduce_op="mean")
+        if masked == 0:  # every clip shorter than mask_length: nothing to predict, a zero loss in the graph
+            return (out.projected_states.sum() + out.projected_quantized_states.sum()) * 0.0
+        contrastive = F.cross_entropy(logits, logits.new_zeros(masked, dtype=torch.long), reduction="sum")
+        diversity = diversity_loss(out.codevector_perplexity, self.num_codes, 1)  # (GV - perplexity) / GV
+        summed = contrastive + self.diversity_loss_weight * diversity * masked
+        correct = (logits[:, 1:] < logits[:, :1]).all(-1).float()  # (M,) q_t above every distractor
+        metrics = self.metrics[f"{stage}_metrics"]
+        metrics["contrastive_loss"](contrastive.detach() / masked, masked)  # weighted by the masked frames
+        metrics["contrastive_acc"](correct.mean(), masked)
+        metrics["codebook_perplexity"](out.codevector_probs[mask])  # (M, G, V)
+        for name, metric in metrics.items():
+            self.log(f"{stage}/{name}", metric, on_step=stage == "train", on_epoch=True,
+                     prog_bar=name in ("contrastive_acc", "codebook_perplexity"))
+        if stage != "train":
+            return None
+        self.log_dict({"train/loss_step": summed.detach() / masked, "train/diversity_loss_step": diversity.detach()},
+                      on_step=True, on_epoch=False, prog_bar=True)
+        return summed / per_rank
+
+    def _log_epoch(self, stage: str) -> None:
+        """loss and diversity_loss of the whole epoch, from the pooled metrics."""
+        metrics = self.metrics[f"{stage}_metrics"]  # compute() syncs over ranks: every rank must call it
+        diversity = (self.num_codes - metrics["codebook_perplexity"].compute()) / self.num_codes
+        loss = metrics["contrastive_loss"].compute() + self.diversity_loss_weight * diversity
+        suffix = "_epoch" if stage == "train" else ""
+        self.log(f"{stage}/loss{suffix}", loss, prog_bar=stage != "train")
+        self.log(f"{stage}/diversity_loss{suffix}", diversity)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        raise ConfigError("Wav2Vec2Pretraining makes no predictions; use validate or test for its metrics")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def layer_depth(self, name: str) -> tuple[int, int]:
+        return audio_model.layer_depth(self.net, name.removeprefix("net."))
+
+    def spec(self) -> dict[str, Any]:
+        """The architecture as plain data, stored in checkpoints and compared on loading."""
+        return audio_model.spec(self.net)
+
+    def export_metadata(self) -> dict[str, Any]:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        preprocessor = datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+        return {"spec": self.spec(), "preprocessor": preprocessor}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("lit_tasks", {}).get("spec")
+        if saved is None:
+            raise CheckpointError("the checkpoint was not written by lit_tasks (no 'lit_tasks' entry)")
+        if saved != self.spec():
+            raise CheckpointError(
+                f"the checkpoint holds a '{saved.get('family')}' {saved.get('head')} model that differs from the "
+                f"wav2vec2 {HEAD} model the config builds (config.json fields differ); use the config the checkpoint "
+                "was trained with"
+            )
