@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,6 +75,18 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Comp
     env.pop("LIT_TASKS_RUN_DIR", None)
     return subprocess.run([sys.executable, "-m", "lit_tasks", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def validate_single_and_ddp(args: list[str], out: Path) -> tuple[dict, dict]:
+    """results.json of `validate` with `args` in one process and in two gloo DDP processes."""
+    single = run_cli("validate", *args, "--run.dir", str(out / "single"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = run_cli("validate", *args, "--run.dir", str(out / "ddp"), "--trainer.strategy", "ddp",
+                  "--trainer.devices", "2")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = (json.loads((out / d / "results.json").read_text()) for d in ("single", "ddp"))
+    assert two["world_size"] == 2
+    return one, two
 
 
 # ------------------------------------------------------------------ extractive QA (SQuAD style)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import AUDIO_CLASSES, make_audio_folder, make_transcribed_audio, run_cli, tiny_audio_args
+from helpers import (AUDIO_CLASSES, make_audio_folder, make_transcribed_audio, run_cli, tiny_audio_args,
+                     validate_single_and_ddp)
 
 from lit_tasks.cli import main
 
@@ -144,12 +145,6 @@ def test_ddp_wer_and_cer_equal_single_process(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     run_dir, _ = _results(tmp_path / "runs")
     common = [*args, "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--data.batch_size", "2"]
-    single = run_cli("validate", *common, "--run.dir", str(tmp_path / "single"))
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_cli("validate", *common, "--run.dir", str(tmp_path / "ddp"), "--trainer.strategy", "ddp",
-                  "--trainer.devices", "2")
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
-    assert two["world_size"] == 2
+    one, two = validate_single_and_ddp(common, tmp_path)
     for key in ("val/wer", "val/cer", "val/loss"):
         assert two["metrics"][key] == pytest.approx(one["metrics"][key], abs=1e-5), key

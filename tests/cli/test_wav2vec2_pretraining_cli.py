@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, make_audio_folder, run_cli
+from helpers import REPO, make_audio_folder, run_cli, validate_single_and_ddp
 
 from lit_tasks.cli import main
 
@@ -114,13 +114,7 @@ def test_ddp_validation_metrics_equal_single_process(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs" / "tiny").iterdir()
     common = [*args, "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--data.batch_size", "2"]
-    single = run_cli("validate", *common, "--run.dir", str(tmp_path / "single"))
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_cli("validate", *common, "--run.dir", str(tmp_path / "ddp"), "--trainer.strategy", "ddp",
-                  "--trainer.devices", "2")
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
-    assert two["world_size"] == 2
+    one, two = validate_single_and_ddp(common, tmp_path)
     for name in METRICS:
         assert two["metrics"][f"val/{name}"] == pytest.approx(one["metrics"][f"val/{name}"], rel=1e-5), name
 

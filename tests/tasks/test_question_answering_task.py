@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from helpers import qa_args, run_cli, write_qa_data, write_qa_tokenizer
+from helpers import qa_args, run_cli, validate_single_and_ddp, write_qa_data, write_qa_tokenizer
 
 from lit_tasks.cli import main
 from lit_tasks.data.question_answering import QuestionAnsweringDataModule
@@ -178,13 +178,7 @@ def test_ddp_validation_equals_single_process(tmp_path, qa_files):
     batches of 3 windows split questions of several windows across batches."""
     tok, files = qa_files
     args = [*qa_args(tok, files, tmp_path / "runs"), "--data.eval_batch_size", "3", "--model.null_threshold", "-1"]
-    single = run_cli("validate", *args, "--run.dir", str(tmp_path / "single"))
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_cli("validate", *args, "--run.dir", str(tmp_path / "ddp"), "--trainer.strategy", "ddp",
-                  "--trainer.devices", "2")
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
-    assert two["world_size"] == 2
+    one, two = validate_single_and_ddp(args, tmp_path)
     val = {k: v for k, v in one["metrics"].items() if k.startswith("val/")}
     assert val["val/has_answer_total"] + val["val/no_answer_total"] == 12
     for key, value in val.items():
