@@ -241,6 +241,17 @@ COMMANDS = {
 }
 
 
+def leave_process_group() -> None:
+    """Shut the DDP process group down once the command is done. Lightning leaves it open; a
+    gloo group still open when the interpreter exits can abort the process ("terminate called
+    without an active exception"), which Slurm then reports as a failed task."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears down while another still talks to it
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> None:
     from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -253,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
         else:
             LitTasksCLI(args=None if from_command_line else argv)
+            leave_process_group()
     except Exception as exc:
         user_error = find_user_error(exc)
         if user_error is None:
