@@ -154,8 +154,7 @@ class AudioClassification(TaskModule):
         return {**audio_model.spec(self.net), "num_classes": len(self.label_names)}
 
     def export_metadata(self) -> dict[str, Any]:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        preprocessor = datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+        preprocessor = self.data_preprocessor()
         return {"spec": self.spec(), "label_names": self.label_names, "preprocessor": preprocessor}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

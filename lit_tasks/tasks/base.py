@@ -99,5 +99,11 @@ class TaskModule(L.LightningModule):
         """What `lit_tasks export` needs besides the weights (stored in every checkpoint)."""
         return {}
 
+    def data_preprocessor(self) -> dict[str, Any] | None:
+        """The attached DataModule's HF `preprocessor_config.json` dict (image and audio data
+        describe their resizing / sampling rate and normalisation), or None without one."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lit_tasks"] = {"task": type(self).__qualname__, **self.export_metadata()}

@@ -185,8 +185,7 @@ class ImageClassification(TaskModule):
         return deepest, deepest
 
     def export_metadata(self) -> dict[str, Any]:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        preprocessor = datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+        preprocessor = self.data_preprocessor()
         return {"spec": zoo.spec(self.net), "label_names": self.label_names, "preprocessor": preprocessor}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -298,8 +298,7 @@ class SpeechRecognition(TaskModule):
         return audio_model.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        preprocessor = datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+        preprocessor = self.data_preprocessor()
         if self.vocab is None:
             return {"spec": self.spec(), "preprocessor": preprocessor}
         return {"spec": self.spec(), "vocab": self.vocab.tokens, "word_delimiter": self.vocab.word_delimiter,

@@ -285,8 +285,7 @@ class Wav2Vec2Pretraining(TaskModule):
         return audio_model.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        preprocessor = datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+        preprocessor = self.data_preprocessor()
         return {"spec": self.spec(), "preprocessor": preprocessor}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
