@@ -1,8 +1,10 @@
-"""Checkpoints written atomically and read with a clear error when damaged.
+"""Checkpoints written atomically, read without running code, with a clear error when damaged.
 
 A checkpoint is first written to a temporary file beside its target, flushed and
 fsync'ed, then renamed over the target: a crash or SIGKILL mid-write leaves the
-previous checkpoint intact and at worst a stray temporary file.
+previous checkpoint intact and at worst a stray temporary file. Reading goes through
+:func:`lit_tasks.safe_load.torch_load` (`weights_only=True`): a checkpoint that would run code
+is refused, naming the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_tasks.errors import CheckpointError
+from lit_tasks.safe_load import UnsafeFileError, torch_load
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -44,7 +47,9 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = torch_load(path, map_location=map_location)
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged files
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         instead = (f"pass another checkpoint of {path.parent} instead ({', '.join(others)}; e.g. --ckpt_path "

@@ -6,6 +6,7 @@ Each message names the culprit (file, row, field or config key) and what was exp
 
 from __future__ import annotations
 
+from lit_tasks.safe_load import UnsafeFileError
 from lit_tasks.zoo.base import ConfigError, LoadError
 
 
@@ -21,7 +22,7 @@ class SweepError(ValueError):
     """A sweep file or sweep command line that cannot be run: names the file and the key."""
 
 
-USER_ERRORS = (ConfigError, LoadError, DataError, CheckpointError, SweepError)
+USER_ERRORS = (ConfigError, LoadError, DataError, CheckpointError, SweepError, UnsafeFileError)
 
 
 def find_user_error(exc: BaseException) -> BaseException | None:

@@ -2,7 +2,7 @@
 
 Weights come from `model.safetensors`, sharded safetensors (`model.safetensors.index.json`),
 or `pytorch_model.bin` (single or sharded), the latter only through
-`torch.load(weights_only=True)`. Nothing here downloads: a folder is a local path.
+`lit_tasks.safe_load.torch_load` (`weights_only=True`). Nothing here downloads: a folder is a local path.
 
 Loading is strict and checked in HF key names, so errors speak the checkpoint's language:
 every tensor is consumed, every parameter filled, every shape matched, or a `LoadError`
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-import torch
 from torch import Tensor
 
+from lit_tasks.safe_load import UnsafeFileError, torch_load
 from lit_tasks.zoo.base import Backbone, LoadError
 from lit_tasks.zoo.classifier import ImageClassifier
 
@@ -77,7 +77,9 @@ def _load_file(file: Path) -> dict[str, Tensor]:
             from safetensors.torch import load_file
 
             return load_file(file, device="cpu")
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = torch_load(file)
+    except UnsafeFileError:
+        raise
     except Exception as e:  # a truncated or foreign file: name it
         raise LoadError(f"{file}: cannot read the weights ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

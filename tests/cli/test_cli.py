@@ -97,8 +97,8 @@ def test_last_checkpoint_is_newest_even_when_best_does_not_improve(tmp_path, ima
                      "--run.test_after_fit", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "tiny").iterdir()
-    best = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
-    last = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] == 0
     assert last["epoch"] == 2 and last["global_step"] > best["global_step"]
     results = json.loads((run_dir / "results.json").read_text())
@@ -155,7 +155,7 @@ def test_fine_tune_from_hf_folder_uses_its_preprocessor_and_new_head(tmp_path, i
     (run_dir,) = (tmp_path / "tiny").iterdir()
     config = json.loads((run_dir / "results.json").read_text())["config"]
     assert config["data"]["init_args"]["preprocessor"] == str(folder)
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["lit_tasks"]["preprocessor"]["image_mean"] == [0.1, 0.2, 0.3]
 
 

@@ -186,6 +186,6 @@ def test_text_task_export_loads_in_transformers_with_its_tokenizer(name, tmp_pat
     else:
         pairs = [(got.logits, expected)]
         labels = json.loads((out / "config.json").read_text())["id2label"]
-        assert list(labels.values()) == torch.load(ckpt, weights_only=False)["lit_tasks"]["label_names"]
+        assert list(labels.values()) == torch.load(ckpt, weights_only=True)["lit_tasks"]["label_names"]
     for theirs_logits, ours_logits in pairs:
         torch.testing.assert_close(theirs_logits, ours_logits, atol=1e-5, rtol=0)

@@ -40,7 +40,7 @@ def kill_and_resume(tmp_path, image_folder, monkeypatch, kill_at: int, *extra: s
     killed = run_cli("fit", *fit_args(image_folder, tmp_path, broken), *extra,
                      "--trainer.callbacks", "helpers.SigkillAtStep", "--trainer.callbacks.step", str(kill_at))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert torch.load(broken / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == kill_at
+    assert torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == kill_at
     assert json.loads((broken / "results.json").read_text())["status"] == "running"
     resumed = run_cli("fit", *fit_args(image_folder, tmp_path, broken), *extra, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

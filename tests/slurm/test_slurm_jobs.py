@@ -91,7 +91,7 @@ def log_rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 def checkpoint(path: Path) -> dict:
-    return torch.load(path, weights_only=False, map_location="cpu")
+    return torch.load(path, weights_only=True, map_location="cpu")
 
 
 def test_two_node_job_reports_the_metrics_of_one_process(tmp_path, image_folder, slurm_env):
