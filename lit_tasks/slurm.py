@@ -31,7 +31,10 @@ from lit_tasks.errors import ConfigError, SweepError
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "scripts" / "slurm"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
-TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")  # sbatch's forms: MM, HH:MM:SS, D-HH[:MM[:SS]] ...
+TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}|\d+")  # sbatch's forms: MM, HH:MM:SS, D-HH[:MM[:SS]] ...
+NAME = re.compile(r"[\w.+-]+")  # a job name: no spaces, quotes, slashes or line breaks
+PARTITIONS = re.compile(r"[\w.-]+(,[\w.-]+)*")  # one partition or a comma-separated list
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a line break here would start a new line of the script
 
 
 def template_path(nodes: int) -> Path:
@@ -53,6 +56,10 @@ def fill(template: str, values: dict[str, str | None]) -> str:
     return "".join(lines)
 
 
+def job_name(options: argparse.Namespace) -> str:
+    return options.job_name or Path(options.config).stem
+
+
 def check_options(options: argparse.Namespace) -> None:
     if not Path(options.config).is_file():
         raise ConfigError(f"--config {options.config}: no such file")
@@ -60,8 +67,20 @@ def check_options(options: argparse.Namespace) -> None:
         value = getattr(options, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if not TIME.match(options.time):
+    if not TIME.fullmatch(options.time):
         raise ConfigError(f"--time {options.time!r}: expected sbatch's format, e.g. 12:00:00, 1-00:00:00 or 90 (minutes)")
+    if not NAME.fullmatch(job_name(options)):
+        given = f"--job-name {options.job_name!r}" if options.job_name else \
+            f"the job name {job_name(options)!r} (the config file's name; set another with --job-name)"
+        raise ConfigError(f"{given}: use letters, digits and . _ + - only")
+    if options.partition is not None and not PARTITIONS.fullmatch(options.partition):
+        raise ConfigError(f"--partition {options.partition!r}: expected a partition name or a comma-separated list "
+                          f"of them (letters, digits and . _ -)")
+    for name, value in (("--log-dir", options.log_dir), ("--python", options.python), ("--config", options.config),
+                        ("the working directory", os.getcwd())):
+        if CONTROL.search(value):
+            raise ConfigError(f"{name} {value!r}: a path with a line break or another control character cannot go "
+                              f"into a Slurm script")
     if options.cpu and options.gpus_per_node is not None:
         raise ConfigError("--cpu and --gpus-per-node: a job asks for GPUs or runs on CPUs, not both")
     if not options.cpu and options.gpus_per_node is None:
@@ -90,24 +109,26 @@ def check_parses(options: argparse.Namespace, args: list[str], tasks_per_node: i
 
 
 def render(options: argparse.Namespace, overrides: list[str]) -> str:
-    """The filled sbatch script."""
+    """The filled sbatch script. Every value is checked (names and times by their form, paths for
+    line breaks) and every path and argument is quoted: the shell and sbatch's #SBATCH parser both
+    read shlex quoting, so a space or a quote in a path stays part of it."""
     check_options(options)
     tasks = options.gpus_per_node if not options.cpu else (options.tasks_per_node or 1)
     args = fit_args(options, overrides)
     check_parses(options, args, tasks)
     values = {
-        "job_name": options.job_name or Path(options.config).stem,
+        "job_name": job_name(options),
         "partition": options.partition,
         "time": options.time,
         "nodes": str(options.nodes),
         "tasks_per_node": str(tasks),
         "gpus_per_node": None if options.cpu else str(options.gpus_per_node),
         "cpus_per_task": str(options.cpus_per_task) if options.cpus_per_task else None,
-        "log_dir": str(Path(options.log_dir).resolve()),
-        "workdir": str(Path.cwd()),
+        "log_dir": shlex.quote(str(Path(options.log_dir).resolve())),
+        "workdir": shlex.quote(str(Path.cwd())),
         "python": shlex.quote(options.python),
         "config": shlex.quote(args[2]),
-        "overrides": " ".join(shlex.quote(a) for a in args[3:]),
+        "overrides": " ".join(shlex.quote(a) for a in args[3:]),  # inside quotes a line break is harmless
     }
     return fill(template_path(options.nodes).read_text(), values)
 
@@ -143,7 +164,7 @@ def main(argv: list[str]) -> None:
         return
     log_dir = Path(options.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"{options.job_name or Path(options.config).stem}.sbatch"
+    path = log_dir / f"{job_name(options)}.sbatch"
     path.write_text(script)
     env = {k: v for k, v in os.environ.items() if k != "LIT_TASKS_RUN_DIR"}  # the job picks its own folder
     command = ["sbatch", "--parsable", *(["--wait"] if options.wait else []), str(path)]

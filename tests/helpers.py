@@ -69,6 +69,26 @@ def tiny_args(data_root: Path, runs: Path, backbone: str = "vit-test") -> list[s
     ]
 
 
+class FixedStepsTrainer:
+    """Builds a Trainer whose `estimated_stepping_batches` is `steps` without a fit (what
+    `configure_optimizers` reads), through a subclass: the Trainer class itself is left alone."""
+
+    def __new__(cls, steps: int):
+        import lightning as L
+
+        class Trainer(L.Trainer):
+            estimated_stepping_batches = steps
+
+        return Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+
+
+def attach_trainer(module, steps: int = 100) -> None:
+    """Connect `module` to a FixedStepsTrainer, so its optimisers and schedule can be built."""
+    trainer = FixedStepsTrainer(steps)
+    trainer.strategy.connect(module)
+    module.trainer = trainer
+
+
 def run_cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m lit_tasks ARGS` in a fresh process (needed for DDP and exit codes)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -59,7 +60,16 @@ def test_speech_recognition_fit_predict_and_audio_samples(tmp_path, monkeypatch)
     run_dir, results = _results(tmp_path / "runs")
     for key in ("val/wer", "val/cer", "val/loss", "test/wer", "test/cer", "train/loss_epoch"):
         assert key in results["metrics"], key
-    assert results["metrics"]["val/wer"] >= 0 and results["best"]["monitor"] == "val/wer"
+    assert results["best"]["monitor"] == "val/wer"
+    # predict (greedy, the test split, best checkpoint): jiwer over its rows gives fit's test WER/CER
+    main(["predict", *args, "--run.loggers", "[csv]", "--ckpt_path", results["checkpoints"]["best"]])
+    rows = _predictions(run_dir)
+    references = {Path(r["path"]).name: r["text"] for r in map(json.loads, (data / "test.jsonl").read_text().splitlines())}
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(references)
+    refs, hyps = [references[Path(r["path"]).name] for r in rows], [r["text"] for r in rows]
+    assert [r["reference"] for r in rows] == refs  # transcripts of lower-case "abc" words: normalised as given
+    assert jiwer.wer(refs, hyps) == pytest.approx(results["metrics"]["test/wer"], abs=1e-6)
+    assert jiwer.cer(refs, hyps) == pytest.approx(results["metrics"]["test/cer"], abs=1e-6)
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     tables = {p.parent.name: json.loads(p.read_text()) for p in wandb_run.rglob("media/table/**/samples_*.json")}
     assert set(tables) == {"val", "test"}

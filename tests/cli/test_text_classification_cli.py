@@ -21,6 +21,16 @@ def only_run(runs: Path) -> Path:
     return run_dir
 
 
+def macro_f1(pairs: list[tuple[str, str]]) -> float:
+    """Mean F1 over the classes that occur as a label or a prediction (true, predicted) pairs."""
+    scores = []
+    for label in {t for t, _ in pairs} | {p for _, p in pairs}:
+        tp = sum(t == p == label for t, p in pairs)
+        wrong = sum((t == label) != (p == label) for t, p in pairs)  # false positives + false negatives
+        scores.append(2 * tp / (2 * tp + wrong))
+    return sum(scores) / len(scores)
+
+
 def assert_clear_error(result, *needles):
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -43,7 +53,6 @@ def test_fit_predict_and_resume_single_texts(tmp_path):
     assert results["commands"] == ["fit", "test"] and results["best"]["monitor"] == "val/acc"
     for key in ("val/acc", "val/f1", "val/loss", "test/acc", "test/f1", "train/loss"):
         assert key in results["metrics"], key
-    assert all(0 <= results["metrics"][k] <= 1 for k in ("val/acc", "val/f1", "test/acc", "test/f1"))
     assert results["config"]["model"]["init_args"]["label_names"] == ["pets", "sport", "weather"]
     assert (run_dir / "confusion_matrix.png").is_file()
 
@@ -52,6 +61,10 @@ def test_fit_predict_and_resume_single_texts(tmp_path):
     rows = [json.loads(line) for line in (only_run(runs) / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 9 and rows[0]["id"] == f"{files['test']}#1"  # the test split's first row
     assert all(r["label"] in ("pets", "sport", "weather") and r["true_label"] and 0 < r["score"] <= 1 for r in rows)
+    # fit's test metrics (best checkpoint) are the accuracy and macro F1 of these rows (same checkpoint)
+    pairs = [(r["true_label"], r["label"]) for r in rows]
+    assert sum(t == p for t, p in pairs) / len(pairs) == pytest.approx(results["metrics"]["test/acc"], abs=1e-6)
+    assert macro_f1(pairs) == pytest.approx(results["metrics"]["test/f1"], abs=1e-6)
 
     resumed = run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last", "--run.test_after_fit", "false")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

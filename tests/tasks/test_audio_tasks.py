@@ -200,6 +200,17 @@ def test_error_rates_match_torchmetrics_and_sum_over_ranks():
     assert exact.compute().item() == pytest.approx(2 / 3)  # 1 substitution + 1 deletion over 3 words
 
 
+@pytest.mark.parametrize("unit, errors, total", [("word", 2, 2), ("char", 8, 8)])
+def test_error_rate_takes_an_empty_reference(unit, errors, total):
+    """A transcript of punctuation only normalises to "": its hypothesis counts as insertions and
+    adds nothing to the reference length (jiwer 3.x raised here; pyproject asks for jiwer>=4)."""
+    assert TextNormalizer()("?!") == ""
+    rate = ErrorRate(unit)
+    rate.update(["one", "two three"], ["", "two four"])  # words: 1 insertion + 1 substitution over 2;
+    # characters: 3 insertions + 5 edits of "four" -> "three" over the 8 of "two four"
+    assert (rate.errors.item(), rate.total.item()) == (errors, total)
+
+
 # ------------------------------------------------------------------- speech recognition
 
 

@@ -7,6 +7,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from helpers import attach_trainer
 
 from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError
@@ -14,12 +15,13 @@ from lit_tasks.tasks import ImageClassification
 from lit_tasks.tasks.base import warmup_cosine
 from lit_tasks.zoo.base import ConfigError
 
+ORIGINAL_ESTIMATE = L.Trainer.__dict__["estimated_stepping_batches"]  # Lightning's property
 
-def attach_trainer(task: L.LightningModule, steps: int = 100) -> None:
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer.strategy.connect(task)
-    task.trainer = trainer
-    type(trainer).estimated_stepping_batches = property(lambda self: steps)
+
+def test_attach_trainer_leaves_the_trainer_class_alone():
+    """A test that fakes the number of steps must not change it for every later Trainer."""
+    attach_trainer(ImageClassification(backbone="vit-test", num_classes=3), steps=7)
+    assert L.Trainer.__dict__["estimated_stepping_batches"] is ORIGINAL_ESTIMATE
 
 
 def test_warmup_then_cosine_to_floor():

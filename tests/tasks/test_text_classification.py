@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from helpers import attach_trainer
 
 from lit_tasks.errors import CheckpointError
 from lit_tasks.tasks import TextClassification
@@ -21,13 +22,6 @@ def task(**kw) -> TextClassification:
     torch.manual_seed(0)
     args = {"backbone": "bert-test", "num_classes": 3, "label_names": NAMES, "lr": 3e-3, "warmup_fraction": 0.0, **kw}
     return TextClassification(**args)
-
-
-def attach_trainer(module: L.LightningModule, steps: int = 100) -> None:
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer.strategy.connect(module)
-    module.trainer = trainer
-    type(trainer).estimated_stepping_batches = property(lambda self: steps)
 
 
 def batch(labels: torch.Tensor, T: int = 7) -> dict:

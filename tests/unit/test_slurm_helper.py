@@ -129,3 +129,71 @@ def test_final_step(max_steps, max_epochs, epoch, batch_idx, step, final):
     trainer = SimpleNamespace(max_steps=max_steps, max_epochs=max_epochs, current_epoch=epoch, global_step=step,
                               num_training_batches=6)
     assert is_final_step(trainer, batch_idx) is final
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["--job-name", "x\necho PWNED"], "--job-name 'x\\necho PWNED'"),
+    (["--job-name", "a b"], "--job-name 'a b'"),
+    (["--partition", "gpu\n#SBATCH --account=other"], "--partition"),
+    (["--partition", "gpu;rm"], "--partition 'gpu;rm'"),
+    (["--time", "12:00:00\n"], "--time"),
+    (["--log-dir", "logs\nrm -rf ~"], "--log-dir"),
+])
+def test_values_that_would_add_lines_to_the_script_are_refused(capsys, args, culprit):
+    with pytest.raises(ConfigError, match=re.escape(culprit)):
+        slurm.main(["--config", str(CONFIG), "--time", "1:00:00", "--gpus-per-node", "1", "--dry-run", *args])
+    assert capsys.readouterr().out == ""
+
+
+def test_a_config_file_name_that_is_no_job_name_asks_for_one(capsys, tmp_path):
+    config = tmp_path / "my recipe.yaml"
+    config.write_text(CONFIG.read_text())
+    with pytest.raises(ConfigError, match="--job-name"):
+        slurm.main(["--config", str(config), "--time", "1:00:00", "--gpus-per-node", "1", "--dry-run"])
+
+
+def sbatch_arguments(line: str) -> list[str]:
+    """The words of an #SBATCH line as sbatch's own parser reads them: whitespace splits, single or
+    double quotes group (and are dropped), a backslash escapes the next character."""
+    words, word, quote, escaped, started = [], "", None, False, False
+    for char in line:
+        if escaped:
+            word, escaped = word + char, False
+        elif char == "\\":
+            escaped = started = True
+        elif quote:
+            quote = None if char == quote else quote
+            word += "" if quote is None else char
+        elif char in "'\"":
+            quote, started = char, True
+        elif char.isspace():
+            if started:
+                words.append(word)
+            word, started = "", False
+        else:
+            word, started = word + char, True
+    return [*words, word] if started else words
+
+
+def test_paths_with_spaces_and_quotes_stay_whole(capsys, tmp_path, monkeypatch):
+    workdir = tmp_path / "my work dir"
+    log_dir = tmp_path / "it's logs" / "$HOME"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    script = dry_run(capsys, "--gpus-per-node", "1", "--log-dir", str(log_dir))
+    directives = {}
+    for line in script.splitlines():
+        if line.startswith("#SBATCH "):
+            (word,) = sbatch_arguments(line[len("#SBATCH "):])
+            key, _, value = word.partition("=")
+            directives[key] = value
+    assert directives["--output"] == f"{log_dir}/%x-%j.out"
+    assert directives["--chdir"] == str(workdir)
+    assert launch_line(script)[5:7] == ["--config", str(CONFIG)]
+
+
+def test_sbatch_line_parser_reads_quotes_as_sbatch_does():
+    """The reader above follows sbatch's _get_argument (src/sbatch/opt.c): checked on known lines."""
+    assert sbatch_arguments("--output='/a b'/%x.out") == ["--output=/a b/%x.out"]
+    assert sbatch_arguments("--chdir='it'\"'\"'s'") == ["--chdir=it's"]
+    assert sbatch_arguments('--job-name="x y" --time=1') == ["--job-name=x y", "--time=1"]

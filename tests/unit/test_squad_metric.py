@@ -60,6 +60,8 @@ def test_unanswerable_questions_need_an_empty_prediction():
     # gold answers that normalise to nothing are dropped (v2.0 script); none left = unanswerable
     assert score_question("", ["the"]) == (1.0, 1.0)
     assert score_question("cat", ["a", "cat"]) == (1.0, 1.0)
+    assert score_question("", ["the", "Paris"]) == (0.0, 0.0)  # kept, "the" would match the empty answer
+    assert score_question("Paris", ["the", "Paris"]) == (1.0, 1.0)
 
 
 def test_corpus_scores_in_percent_with_breakdown():
@@ -83,7 +85,7 @@ def test_metric_sums_combine_like_processes():
     for i, (em, f, has) in enumerate(values):
         whole.update([em], [f], [has])
         parts[i % 2].update([em], [f], [has])
-    parts[0].sums += parts[1].sums  # what the "sum" reduction across processes does
+    parts[0].merge_state(parts[1])  # the metric's own dist_reduce_fx, as across processes
     assert {k: v.item() for k, v in parts[0].compute().items()} == pytest.approx(
         {k: v.item() for k, v in whole.compute().items()})
     assert whole.compute()["f1"].item() == pytest.approx(100 * 2.75 / 4)
