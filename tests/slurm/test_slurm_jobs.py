@@ -175,3 +175,26 @@ def test_signalled_job_requeues_and_ends_as_if_never_interrupted(tmp_path, image
     assert len(evaluated) == 8
     for key in evaluated:
         assert results["metrics"][key] == pytest.approx(plain["metrics"][key], abs=1e-6), key
+
+
+def test_sbatch_reads_quoted_paths_whole(tmp_path, slurm_env, monkeypatch):
+    """A log folder and a working directory with spaces and a quote: the real sbatch puts the
+    job's output and working directory where `python -m lit_tasks slurm` meant (the training
+    line is replaced by one that prints where it runs)."""
+    from lit_tasks import slurm as slurm_helper
+
+    workdir, log_dir = tmp_path / "my work dir", tmp_path / "it's logs"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    config = tmp_path / "tiny.yaml"
+    config.write_text("seed_everything: 42\n")
+    options = slurm_helper.build_arg_parser().parse_args(
+        ["--config", str(config), "--time", "5", "--cpu", "--log-dir", str(log_dir)])
+    script = slurm_helper.render(options, tiny_args(tmp_path / "images", tmp_path / "runs"))  # parsed, never run
+    script = re.sub(r"^srun .*?(?<!\\)$", 'echo "ran in $(pwd)"', script.replace("\\\n", ""), flags=re.M | re.S)
+    log_dir.mkdir()
+    (log_dir / "probe.sbatch").write_text(script)
+    job_id = slurm("sbatch", "--parsable", "--wait", str(log_dir / "probe.sbatch")).strip().split(";")[0]
+    output = log_dir / f"tiny-{job_id}.out"
+    assert output.is_file(), sorted(p.name for p in tmp_path.rglob("*"))
+    assert f"ran in {workdir}" in output.read_text()
