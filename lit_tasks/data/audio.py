@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -55,23 +56,30 @@ class AudioDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any] | SkippedAudio:
         record = self.records[i]
         try:
-            x = src.load_audio(record.path, self.sampling_rate, record.where)
+            x = self._samples(i, record)
         except BadAudioError as e:
             if not self.skip_bad_audio:
                 raise
             log.warning("Skipping audio (skip_bad_audio=True): %s", e)
             return SkippedAudio(record.path, str(e))
+        return {"input_values": torch.from_numpy(x), "labels": record.label, "text": record.text, "paths": record.path}
+
+    def _samples(self, i: int, record: AudioRecord) -> np.ndarray:
+        x = src.load_audio(record.path, self.sampling_rate, record.where)
         generator = sample_generator(i)
         if self.train and self.speed:
             low, high = self.speed
             x = src.change_speed(x, low + (high - low) * torch.rand((), generator=generator).item())
+            if not np.isfinite(x).all():  # samples near the float32 limit can overshoot it when resampled
+                raise BadAudioError(f"{record.where}: the audio holds samples beyond the float32 range once "
+                                    "speed-perturbed (resampled).")
         if self.crop and len(x) > self.crop:
             extra = len(x) - self.crop
             start = int(torch.randint(0, extra + 1, (), generator=generator).item()) if self.train else extra // 2
             x = x[start:start + self.crop]
         if self.normalize:
             x = src.zero_mean_unit_var(x)
-        return {"input_values": torch.from_numpy(x), "labels": record.label, "text": record.text, "paths": record.path}
+        return x
 
 
 class AudioCollate:
@@ -150,9 +158,14 @@ class AudioDataModule(SplitDataModule):
     speed in that range, tempo and pitch together (Ko et al. 2015), which makes a model trained on
     few speakers generalise to new voices; transcripts and labels stay valid. Eval is untouched.
 
-    Clips whose header cannot be read (corrupt, truncated, 0 samples) fail at set-up with a
-    DataError naming file and row; with ``skip_bad_audio`` they are dropped there (counted,
-    warned, listed in ``report``) and clips that fail to decode later appear in ``"skipped"``.
+    Clips whose header cannot be read (corrupt, truncated, 0 samples, a sampling rate outside
+    1-768 kHz) fail at set-up with a DataError naming file and row; with ``skip_bad_audio`` they
+    are dropped there (counted, warned, listed in ``report``) and clips that fail to decode later
+    appear in ``"skipped"``. NaN or infinite samples (float WAV/FLAC can hold them) are found
+    when a clip is decoded: a :class:`~lit_tasks.data.audio_sources.BadAudioError` naming the
+    file and row, or with ``skip_bad_audio`` a clip left out of its batch and listed in
+    ``"skipped"``; they never reach a batch. A manifest ``duration`` spares the header read at
+    set-up, so with it every bad clip is found when decoded.
 
     Training batches come from the project's resumable loader (``samplers.split_loader``): the
     order is a function of (seed, epoch), the position inside the epoch is checkpointed, and a

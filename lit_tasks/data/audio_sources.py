@@ -13,7 +13,9 @@ Every check that can be done from headers happens at set-up and fails with a
 
 Decoding uses ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3), mixes down to mono
 (mean over channels) and resamples with ``scipy.signal.resample_poly`` (up/down reduced by
-their gcd); the result is float32.
+their gcd); the result is float32. A clip whose samples are NaN or infinite (float WAV/FLAC can
+hold them), or whose header gives a sampling rate outside 1 kHz .. 768 kHz (a corrupt header:
+resampling it would need gigabytes), is a :class:`BadAudioError`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3"})
 # Streaming writers (espeak-ng --stdout, sox -) put a placeholder in the WAV data size.
 _WAV_SIZE_PLACEHOLDERS = 0x7FFF0000
+# Header sampling rates we decode; outside them the header is corrupt (a rate of 1 Hz would
+# resample a 1 s clip into 16000 s, one of 2**31 Hz needs a 320 GiB filter).
+SAMPLING_RATES = (1000, 768_000)
 
 
 class BadAudioError(DataError):
@@ -97,10 +102,13 @@ def read_manifest(file: str | Path, path_column: str, value_column: str | None, 
                     + (f" and a {kind_of_value} in {value_column!r}" if value_column else "")
                     + f". Row fields: {preview(sorted(k for k in record if k is not None))}."
                 )
-            if isinstance(value, bool) or not isinstance(value, (str, int)):
+            # a class label may be an integer; a path or a transcript is a string
+            allowed = (str, int) if column != path_column and kind_of_value == "class label" else str
+            if isinstance(value, bool) or not isinstance(value, allowed):
                 raise DataError(
                     f"{row}: the {column!r} field is {value!r} ({type(value).__name__}); expected "
-                    + ("a path string." if column == path_column else f"a {kind_of_value} (string).")
+                    + ("a path string." if column == path_column else
+                       f"a {kind_of_value} ({'string or integer' if allowed != str else 'string'}).")
                 )
             values[column] = " ".join(str(value).split())  # trim, collapse inner whitespace
         duration = record.get("duration")
@@ -236,7 +244,17 @@ def audio_duration(path: str, where: str) -> float:
         raise BadAudioError(f"{where}: the audio file is truncated ({problem}).")
     if info.frames <= 0 or info.samplerate <= 0:
         raise BadAudioError(f"{where}: the audio file holds no samples (0 frames).")
+    _check_rate(info.samplerate, where)
     return info.frames / info.samplerate
+
+
+def _check_rate(rate: int, where: str) -> None:
+    low, high = SAMPLING_RATES
+    if not low <= rate <= high:
+        raise BadAudioError(
+            f"{where}: the header gives a sampling rate of {rate} Hz; expected {low} to {high} Hz, so the header "
+            "is corrupt or the file is not audio."
+        )
 
 
 def _sf_reason(e: BaseException) -> str:
@@ -252,6 +270,7 @@ def load_audio(path: str, sampling_rate: int, where: str) -> np.ndarray:
         with sf.SoundFile(path) as f:
             problem = _truncated_wav(f) if f.format == "WAV" else None
             expected, sr = f.frames, f.samplerate
+            _check_rate(sr, where)
             data = f.read(dtype="float32", always_2d=True)  # (frames, channels)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise BadAudioError(
@@ -265,13 +284,14 @@ def load_audio(path: str, sampling_rate: int, where: str) -> np.ndarray:
         raise BadAudioError(
             f"{where}: the audio file is truncated (header says {expected} frames, decoded {len(data)})."
         )
-    mono = data.mean(axis=1)  # (frames,)
+    mono = data.mean(axis=1, dtype=np.float64)  # (frames,); float64: two channels near the float32 limit add up
     if sr != sampling_rate:
         g = math.gcd(sampling_rate, sr)
         mono = resample_poly(mono, sampling_rate // g, sr // g)
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
     if not np.isfinite(mono).all():
-        raise BadAudioError(f"{where}: the audio holds NaN or infinite samples.")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        raise BadAudioError(f"{where}: the audio holds NaN or infinite samples (or samples beyond the float32 range).")
+    return mono
 
 
 def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
@@ -283,7 +303,9 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
 
 
 def zero_mean_unit_var(x: np.ndarray) -> np.ndarray:
-    """Per-utterance normalisation as wav2vec2 feature extractors do: (x - mean) / sqrt(var + 1e-7)."""
+    """Per-utterance normalisation as wav2vec2 feature extractors do: (x - mean) / sqrt(var + 1e-7),
+    computed in float64 (the variance of float32 samples beyond about 1e19 overflows float32)."""
+    x = x.astype(np.float64)
     return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
 
 

@@ -167,7 +167,7 @@ def read_table(file: str | Path, path_column: str, label_column: str | None) -> 
     """Parse a CSV or JSONL file; ``label_column=None`` reads paths only (labels become "").
 
     Raises :class:`DataError` for a missing file, a missing column, an empty value, an
-    unparseable JSON line or a label that is neither a string nor an integer.
+    unparseable JSON line, a path that is not a string or a label that is neither a string nor an integer.
     """
     file = Path(file).expanduser()
     kind = table_kind(file)
@@ -187,7 +187,7 @@ def read_table(file: str | Path, path_column: str, label_column: str | None) -> 
                     + (f" and a class label in {label_column!r}" if label_column else "")
                     + f". Row fields: {preview(sorted(k for k in record if k is not None))}."
                 )
-            if isinstance(value, bool) or not isinstance(value, (str, int)):
+            if isinstance(value, bool) or not isinstance(value, str if column == path_column else (str, int)):
                 expected = "a path string" if column == path_column else "a class name (string) or an integer"
                 raise DataError(
                     f"{file} {row_name(kind, number)}: the {column!r} field is {value!r} "

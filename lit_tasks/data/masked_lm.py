@@ -110,8 +110,8 @@ def tokenize_documents(documents: list[list[str]], tokenizer: Tokenizer) -> Corp
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     sentence_starts = np.concatenate([[0], np.cumsum(lengths)])
     ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(sentence_starts[-1]))
-    word_starts = np.fromiter(
-        (n == 0 or w != e.word_ids[n - 1] for e in encodings for n, w in enumerate(e.word_ids)),
+    word_starts = np.fromiter(  # `Encoding.word_ids` builds a new list per access: read it once per sentence
+        (n == 0 or w != words[n - 1] for words in (e.word_ids for e in encodings) for n, w in enumerate(words)),
         dtype=bool, count=len(ids),
     )
     document_starts = np.concatenate([[0], np.cumsum([len(doc) for doc in documents])])
@@ -182,17 +182,19 @@ class _Builder:
         self.lengths.append(sum(len(x) for x in ids))
         self.next.append(is_random)
 
-    def build(self, truncated: int = 0) -> Sequences:
+    def build(self, truncated: int = 0, source: str = "masked-LM data") -> Sequences:
         if not self.lengths:
-            raise DataError("masked-LM data: the split holds no tokens.")
+            raise DataError(f"{source}: no word pieces; every line is empty once tokenised (only whitespace or "
+                            "characters the tokenizer drops, such as control characters).")
         starts = np.concatenate([[0], np.cumsum(self.lengths)])
         return Sequences(np.concatenate(self.ids), np.concatenate(self.types), np.concatenate(self.words), starts,
                          np.array(self.next, dtype=np.int64), truncated)
 
 
-def pack_sentences(corpus: Corpus, max_length: int, cls: int, sep: int) -> Sequences:
+def pack_sentences(corpus: Corpus, max_length: int, cls: int, sep: int, source: str = "masked-LM data") -> Sequences:
     """``[CLS] s1 s2 ... [SEP]``: consecutive sentences of one document while they fit in
-    ``max_length`` (RoBERTa's DOC-SENTENCES packing, Liu et al. 2019, Sec. 4.2)."""
+    ``max_length`` (RoBERTa's DOC-SENTENCES packing, Liu et al. 2019, Sec. 4.2). ``source``
+    names the data in errors."""
     builder = _Builder(corpus, cls, sep)
     limit = max_length - 2
     for doc in _pieces(corpus, limit):
@@ -206,21 +208,24 @@ def pack_sentences(corpus: Corpus, max_length: int, cls: int, sep: int) -> Seque
             size += len(part)
         if current:
             builder.add(np.concatenate(current))
-    return builder.build()
+    return builder.build(source=source)
 
 
-def pack_pairs(corpus: Corpus, max_length: int, cls: int, sep: int, rng: np.random.Generator) -> Sequences:
+def pack_pairs(corpus: Corpus, max_length: int, cls: int, sep: int, rng: np.random.Generator,
+               source: str = "masked-LM data") -> Sequences:
     """``[CLS] A [SEP] B [SEP]`` pairs for next-sentence prediction (BERT, Sec. 3.1 Task #2 and
     its reference data script): sentences of a document are gathered until they fill
     ``max_length - 3`` pieces; A is the first 1..k-1 of them; with probability 1/2 (always when
     only one sentence was gathered) B is a run of sentences from a random other document
     (label 1) and the sentences not used are put back, otherwise B is the rest (label 0). A pair
-    that is still too long loses pieces from the end of its longer segment (counted)."""
+    that is still too long loses pieces from the end of its longer segment (counted). ``source``
+    names the data in errors."""
     target = max_length - 3
     docs = _pieces(corpus, target)
     if len(docs) < 2:
-        raise DataError("masked-LM data: next-sentence prediction (nsp) needs at least two documents "
-                        "(blank lines separate documents in a text file; one row is one document in a table).")
+        raise DataError(f"{source}: next-sentence prediction (nsp) needs at least two documents, found "
+                        f"{len(docs)} with word pieces (blank lines separate documents in a text file; one row is "
+                        "one document in a table).")
     builder = _Builder(corpus, cls, sep)
     truncated = 0
     for d, doc in enumerate(docs):
@@ -255,7 +260,7 @@ def pack_pairs(corpus: Corpus, max_length: int, cls: int, sep: int, rng: np.rand
                 builder.add(a, b, is_random)
                 chunk, size = [], 0
             i += 1
-    return builder.build(truncated)
+    return builder.build(truncated, source)
 
 
 class MLMDataset(Dataset):
@@ -538,11 +543,12 @@ class MaskedLMDataModule(SplitDataModule):
 
     def sequences(self, split: str) -> Sequences:
         corpus, tk = self.corpus(split), self.tokenizer
+        source = f"{self._source(split)} ({split} split)"
         if self.nsp:
             seed = EVAL_SEED if split != "train" else run_seed()
-            seqs = pack_pairs(corpus, self.max_length, tk.cls, tk.sep, np.random.default_rng(seed))
+            seqs = pack_pairs(corpus, self.max_length, tk.cls, tk.sep, np.random.default_rng(seed), source)
         else:
-            seqs = pack_sentences(corpus, self.max_length, tk.cls, tk.sep)
+            seqs = pack_sentences(corpus, self.max_length, tk.cls, tk.sep, source)
         self.truncated[split] = seqs.truncated
         if seqs.truncated:
             log.info("%s split: %d of %d sentence pairs were cut to max_length=%d pieces.",
