@@ -37,13 +37,13 @@ from torch import Tensor, nn
 
 from lit_tasks.zoo.base import ConfigError, LoadError, config_from_dict
 from lit_tasks.zoo.hub import CONFIG_FILE, check_weights, read_config, read_weights, write_folder
+from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
 
 log = logging.getLogger("lit_tasks")
 
 MODEL_TYPE = "bert"
 HF_BASE_PREFIX = "bert"
 
-ACTIVATIONS = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
 # Saved by old transformers versions; a training-time switch that does not change the model.
 _IGNORED_CONFIG_KEYS = frozenset({"gradient_checkpointing"})
 
@@ -160,55 +160,20 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))  # (B, T, D)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (Vaswani et al. 2017, Sec. 3.2.2) with query, key and value
-    projected by one fused Linear; padded keys are masked out."""
-
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.dropout_p = config.attention_probs_dropout_prob
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, x: Tensor, keep: Tensor | None) -> Tensor:
-        B, T, D = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads)  # (B, T, 3, H, d)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, d)
-        mask = None
-        if keep is not None:  # additive in q's dtype: fits autocast; an all-padding row stays finite
-            mask = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill(~keep, torch.finfo(q.dtype).min)
-        dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, H, T, d)
-        return self.proj(out.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
-
-
-class MLP(nn.Module):
-    """The position-wise feed-forward network (Vaswani et al. 2017, Sec. 3.3)."""
-
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = ACTIVATIONS[config.hidden_act]()
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class Block(nn.Module):
     """One post-LN encoder block (Vaswani et al. 2017, Sec. 3.1): LN(x + Attn(x)), then LN(x + MLP(x))."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.attn = Attention(config)
+        self.attn = Attention(config.hidden_size, config.num_attention_heads,
+                              dropout=config.attention_probs_dropout_prob)  # Sec. 3.2.2
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = MLP(config)
+        self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)  # Sec. 3.3
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: Tensor, keep: Tensor | None) -> Tensor:
-        x = self.attn_norm(x + self.dropout(self.attn(x, keep)))  # (B, T, D)
+        x = self.attn_norm(x + self.dropout(self.attn(x, keep=keep)))  # (B, T, D)
         return self.mlp_norm(x + self.dropout(self.mlp(x)))  # (B, T, D)
 
 
@@ -246,7 +211,7 @@ class Bert(nn.Module):
             raise ValueError(f"Bert: input_ids has {T} tokens; max_position_embeddings is {self.config.max_position_embeddings}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        keep = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T) keys
+        keep = None if attention_mask is None else attention_mask.bool()  # (B, T) keys to attend
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         hidden_states = [x] if output_hidden_states else None  # kept only on request: frees memory
         for layer in self.layers:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_tasks.zoo.base import Backbone, BackboneOutput, ConfigError, FeatureInfo, config_from_dict
+from lit_tasks.zoo.layers import Attention, FeedForward
 
 MODEL_TYPE = "vit"
 HF_BASE_PREFIX = "vit"
@@ -142,48 +143,16 @@ class Embeddings(nn.Module):
         return self.dropout(x)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (Sec. 3.1, Eq. 2; Vaswani et al. 2017, Sec. 3.2.2),
-    with query, key and value projected by one fused Linear."""
-
-    def __init__(self, config: ViTConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.dropout_p = config.attention_probs_dropout_prob
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
-        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, N, D = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, H, d)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, d)
-        dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, H, N, d)
-        return self.proj(out.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
-
-
-class MLP(nn.Module):
-    """The two-layer GELU MLP of each encoder block (Sec. 3.1, Eq. 3)."""
-
-    def __init__(self, config: ViTConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class Block(nn.Module):
     """One pre-LN encoder block (Sec. 3.1, Eq. 2-3): x + MSA(LN(x)), then x + MLP(LN(x))."""
 
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attn = Attention(config)
+        self.attn = Attention(config.hidden_size, config.num_attention_heads, bias=config.qkv_bias,
+                              dropout=config.attention_probs_dropout_prob)  # Sec. 3.1, Eq. 2
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = MLP(config)
+        self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)  # Eq. 3
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: Tensor) -> Tensor:

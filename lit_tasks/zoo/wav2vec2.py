@@ -28,14 +28,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_tasks.zoo.base import ConfigError, config_from_dict
+from lit_tasks.zoo import keymaps
 from lit_tasks.zoo.hub import CONFIG_FILE, check_weights, read_config, read_weights, split_weights, write_folder
+from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
 
 log = logging.getLogger("lit_tasks")
 
 MODEL_TYPE = "wav2vec2"
 HF_BASE_PREFIX = "wav2vec2"
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}  # HF "gelu" is the exact erf GELU
 
 # fairseq-era keys that old wav2vec2 config.json files carry and transformers never reads, and
 # num_feat_extract_layers, which transformers derives from conv_dim (to_hf writes it).
@@ -308,40 +309,6 @@ class PositionalConvEmbedding(nn.Module):
         return self.activation(out).transpose(1, 2)  # (B, T, D)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (Vaswani et al. 2017, Sec. 3.2.2) over the frames, padding
-    frames masked out as keys."""
-
-    def __init__(self, config: Wav2Vec2Config):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.dropout_p = config.attention_dropout
-        dim = config.hidden_size
-        self.q_proj, self.k_proj, self.v_proj = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
-        B, T, D = x.shape
-        q, k, v = (proj(x).view(B, T, self.num_heads, -1).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
-        dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)  # (B, H, T, d)
-        return self.out_proj(out.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, config: Wav2Vec2Config):
-        super().__init__()
-        self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.activation = ACTIVATIONS[config.hidden_act]()
-        self.intermediate_dropout = nn.Dropout(config.activation_dropout)
-        self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.output_dropout = nn.Dropout(config.hidden_dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.intermediate_dropout(self.activation(self.intermediate_dense(x)))
-        return self.output_dropout(self.output_dense(x))
-
-
 class EncoderLayer(nn.Module):
     """One Transformer block. Post-LN (BASE): LN(x + Attn(x)), then LN(x + FF(x)).
     Pre-LN ("stable layer norm", LARGE LV-60): x + Attn(LN(x)), then x + FF(LN(x))."""
@@ -349,18 +316,19 @@ class EncoderLayer(nn.Module):
     def __init__(self, config: Wav2Vec2Config):
         super().__init__()
         self.pre_norm = config.do_stable_layer_norm
-        self.attention = Attention(config)
+        self.attention = Attention(config.hidden_size, config.num_attention_heads, dropout=config.attention_dropout)
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act,
+                                        dropout=config.activation_dropout)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
         if self.pre_norm:
-            x = x + self.dropout(self.attention(self.layer_norm(x), key_mask))
-            return x + self.feed_forward(self.final_layer_norm(x))
-        x = self.layer_norm(x + self.dropout(self.attention(x, key_mask)))
-        return self.final_layer_norm(x + self.feed_forward(x))
+            x = x + self.dropout(self.attention(self.layer_norm(x), keep=key_mask))
+            return x + self.dropout(self.feed_forward(self.final_layer_norm(x)))
+        x = self.layer_norm(x + self.dropout(self.attention(x, keep=key_mask)))
+        return self.final_layer_norm(x + self.dropout(self.feed_forward(x)))
 
 
 class Encoder(nn.Module):
@@ -384,7 +352,7 @@ class Encoder(nn.Module):
         key_mask = None
         if frame_mask is not None:
             x = x.masked_fill(~frame_mask[:, :, None], 0.0)  # padding frames enter the pos conv as zeros
-            key_mask = frame_mask[:, None, None, :]  # (B, 1, 1, T), True = attend
+            key_mask = frame_mask  # (B, T), True = attend
         x = x + self.pos_conv_embed(x)
         if not self.pre_norm:
             x = self.layer_norm(x)
@@ -593,26 +561,31 @@ class Wav2Vec2ForSequenceClassification(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------
-# HF key names: ours are HF's, but for the position conv's legacy weight-norm spelling.
+# HF key names: ours are HF's, but for the fused attention projections (q/k/v_proj -> qkv),
+# the shared layers' names, and the position conv's legacy weight-norm spelling.
 _POS_CONV = "encoder.pos_conv_embed.conv."
 _LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+_HF_QKV = ("attention.q_proj", "attention.k_proj", "attention.v_proj")
+_RENAMED = {"attention.out_proj": "attention.proj", "feed_forward.intermediate_dense": "feed_forward.fc1",
+            "feed_forward.output_dense": "feed_forward.fc2"}
 
 
 def hf_to_ours(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """HF keys (a base model's, or a head's with "wav2vec2." in front) -> ours. Folds the legacy
-    `weight_g`/`weight_v` into the parametrization spelling; other keys pass unchanged."""
+    `weight_g`/`weight_v` into the parametrization spelling; unknown keys pass unchanged."""
     ours = {}
     for key, tensor in sd.items():
         for old, new in _LEGACY_WEIGHT_NORM.items():
             if key.endswith(_POS_CONV + old):
                 key = key[: -len(old)] + new
         ours[key] = tensor
-    return ours
+    return keymaps.rename(keymaps.fuse(ours, _HF_QKV, "attention.qkv"), _RENAMED)
 
 
 def ours_to_hf(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Ours -> the keys transformers 5 writes: the same names (the inverse of `hf_to_ours` on them)."""
-    return dict(sd)
+    """Ours -> the keys transformers 5 writes (the inverse of `hf_to_ours` on them)."""
+    back = {new: old for old, new in _RENAMED.items()}
+    return keymaps.split(keymaps.rename(sd, back), "attention.qkv", _HF_QKV)
 
 
 def head_class(head: str) -> type[nn.Module]:
@@ -664,7 +637,7 @@ def from_pretrained(path: str | Path, head: str = "base", num_labels: int | None
     wav2vec2 = Wav2Vec2(config)
     model = wav2vec2 if cls is Wav2Vec2 else cls(wav2vec2)
     expected = {k: tuple(v.shape) for k, v in ours_to_hf(wav2vec2.state_dict()).items()}
-    check_weights(expected, base, folder, f"the wav2vec2 model built from its {CONFIG_FILE}",
+    check_weights(expected, ours_to_hf(base), folder, f"the wav2vec2 model built from its {CONFIG_FILE}",
                   shown_prefix=shown_prefix, unexpected=unexpected)
     wav2vec2.load_state_dict(base, strict=True)
     if cls is Wav2Vec2:

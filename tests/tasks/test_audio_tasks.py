@@ -64,7 +64,7 @@ def test_freeze_feature_encoder_leaves_the_convs_out_of_the_optimiser(monkeypatc
 def test_layer_decay_depths():
     task = AudioClassification(backbone="wav2vec2-test", num_classes=3, layer_decay=0.5)
     assert task.layer_depth("net.wav2vec2.feature_extractor.conv_layers.0.conv.weight") == (0, 3)
-    assert task.layer_depth("net.wav2vec2.encoder.layers.1.attention.q_proj.weight") == (2, 3)
+    assert task.layer_depth("net.wav2vec2.encoder.layers.1.attention.qkv.weight") == (2, 3)
     assert task.layer_depth("net.classifier.weight") == (3, 3)
 
 

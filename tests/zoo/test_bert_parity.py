@@ -313,7 +313,7 @@ def test_config_round_trip_and_presets():
     [
         ({"rotary_dim": 8}, r"cfg\.json: unknown or unsupported key\(s\) \['rotary_dim'\]"),
         ({"position_embedding_type": "relative_key"}, r"cfg\.json: key 'position_embedding_type' is 'relative_key'"),
-        ({"hidden_act": "silu"}, r"cfg\.json: key 'hidden_act' is 'silu'"),
+        ({"hidden_act": "mish"}, r"cfg\.json: key 'hidden_act' is 'mish'"),
         ({"is_decoder": True}, r"cfg\.json: key 'is_decoder' is True"),
         ({"num_attention_heads": 5}, r"cfg\.json: key 'num_attention_heads' is 5"),
     ],

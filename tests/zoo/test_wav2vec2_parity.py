@@ -225,7 +225,7 @@ def test_config_round_trip_and_presets():
         ({"adapter_attn_dim": 16}, r"cfg\.json.*'adapter_attn_dim'"),
         ({"architectures": ["Wav2Vec2ForXVector"]}, r"cfg\.json.*'architectures'.*Wav2Vec2ForXVector"),
         ({"feat_extract_norm": "batch"}, r"cfg\.json.*'feat_extract_norm'.*'batch'"),
-        ({"hidden_act": "swish"}, r"cfg\.json.*'hidden_act'.*'swish'"),
+        ({"hidden_act": "mish"}, r"cfg\.json.*'hidden_act'.*'mish'"),
         ({"conv_kernel": [10, 3]}, r"cfg\.json.*'conv_kernel'"),
         ({"conv_sizes": [1]}, r"cfg\.json.*unknown or unsupported key.*'conv_sizes'"),
     ],
@@ -294,7 +294,7 @@ def test_head_of_other_size_is_reinitialised_with_warning(tmp_path):
         ours = w2v.from_pretrained(tmp_path, "ctc", num_labels=14)
     assert ours.lm_head.out_features == 14 and ours.config.vocab_size == 14
     base = w2v.from_pretrained(tmp_path)  # the lm_head is dropped (logged), the base loads
-    assert torch.equal(base.encoder.layers[0].attention.q_proj.weight, ours.wav2vec2.encoder.layers[0].attention.q_proj.weight)
+    assert torch.equal(base.encoder.layers[0].attention.qkv.weight, ours.wav2vec2.encoder.layers[0].attention.qkv.weight)
     with pytest.warns(UserWarning, match=r"no classification head"):
         w2v.from_pretrained(tmp_path, "classification", num_labels=3)
 
