@@ -139,6 +139,7 @@ def spec(model: Backbone | ImageClassifier) -> dict:
         "family": backbone.family,
         "config": backbone.config.to_hf(),
         "num_classes": classifier.num_classes if classifier is not None else None,
+        **({"backbone_norms": True} if getattr(backbone, "backbone_norms", False) else {}),
     }
 
 
@@ -159,7 +160,8 @@ def from_spec(spec: dict) -> nn.Module:
         raise ConfigError(f"model spec: unknown model family {spec.get('family')!r}; supported families are "
                           f"{sorted([*FAMILIES, *HEAD_FAMILIES])}")
     module = FAMILIES[spec["family"]]
-    backbone = module.MODEL(module.CONFIG.from_hf(spec["config"], source="model spec 'config'"))
+    config = module.CONFIG.from_hf(spec["config"], source="model spec 'config'")
+    backbone = module.MODEL(config, backbone_norms=True) if spec.get("backbone_norms") else module.MODEL(config)
     return backbone if spec.get("num_classes") is None else ImageClassifier(backbone, spec["num_classes"])
 
 
@@ -185,7 +187,7 @@ def save_pretrained(
     if classifier is None:
         if label_names is not None:
             raise ValueError("save_pretrained: label_names given for a backbone without a classification head")
-        config["architectures"] = [base_arch]
+        config["architectures"] = [module.HF_BACKBONE if getattr(backbone, "backbone_norms", False) else base_arch]
     else:
         names = label_names if label_names is not None else [f"LABEL_{i}" for i in range(classifier.num_classes)]
         if len(names) != classifier.num_classes:

@@ -1,14 +1,21 @@
 """The contract every vision backbone in the zoo keeps.
 
-A backbone turns pixels into a list of feature maps, one per level, and says what
-each level holds (`feature_info`), as timm's `features_only` models do. Heads and
-necks are built from that contract alone, so any backbone fits any head.
+A backbone turns pixels into feature maps, one per requested level, and says what every
+level holds (`feature_info`: channels and stride), as timm's `features_only` models do.
+Level 0 is the stem (patch embedding), level i the output of stage or block i, the names
+of HF's `stage_names` ("stem", "stage1", ...). `forward_features(x, out_indices)` returns
+the maps of `out_indices` (negative ones count from the end; default: the backbone's
+`out_indices`, i.e. its HF config's, else the last level, or every stage for a
+hierarchical backbone). Heads and necks (DETR, SegFormer, Mask2Former, GLPN) are built from
+that contract alone, so any registered backbone fits any dense head; tests/zoo/
+test_backbone_contract.py checks every backbone of the registry against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -98,9 +105,22 @@ class Backbone(nn.Module):
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False) -> BackboneOutput:
         raise NotImplementedError
 
-    def forward_features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """(B, C, H, W) pixels -> one (B, C_i, H / s_i, W / s_i) map per level of `feature_info`."""
+    out_indices: tuple[int, ...]  # the levels forward_features returns by default
+
+    def forward_features(self, pixel_values: torch.Tensor, out_indices: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """(B, C, H, W) pixels -> one (B, C_i, H / s_i, W / s_i) map per level of `out_indices`
+        (indices into `feature_info`; default `self.out_indices`)."""
         raise NotImplementedError
+
+    def resolve_out_indices(self, out_indices: Sequence[int] | None) -> list[int]:
+        """`out_indices` (or the default) as non-negative level numbers; a ValueError naming the
+        levels there are for an index out of range."""
+        levels = len(self.feature_info)
+        chosen = self.out_indices if out_indices is None else out_indices
+        if not chosen or any(not -levels <= i < levels for i in chosen):
+            raise ValueError(f"{type(self).__name__}: out_indices {list(chosen)} must be non-empty indices of its "
+                             f"{levels} levels (0 = stem, 1..{levels - 1} = stages or blocks; negative from the end)")
+        return [i % levels for i in chosen]
 
     def forward_pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) pixels -> (B, num_features) image embedding."""

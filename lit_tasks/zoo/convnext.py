@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,7 +244,7 @@ class ConvNext(Backbone):
 
     family = "convnext"
 
-    def __init__(self, config: ConvNextConfig) -> None:
+    def __init__(self, config: ConvNextConfig, backbone_norms: bool = False) -> None:
         super().__init__()
         self.config = c = config
         self.stem = Stem(c.num_channels, c.hidden_sizes[0], c.patch_size)
@@ -255,9 +256,22 @@ class ConvNext(Backbone):
                 c.hidden_sizes[max(i - 1, 0)], c.hidden_sizes[i], rates[first:first + depth],
                 c.layer_scale_init_value, downsample=i > 0,
             ))
-        self.norm = nn.LayerNorm(c.hidden_sizes[-1], eps=c.layer_norm_eps)
-
-        self.feature_info = [FeatureInfo(ch, c.patch_size * 2**i) for i, ch in enumerate(c.hidden_sizes)]
+        # level 0: the stem, level i: stage i (HF's stage_names "stem", "stage1", ...)
+        self.stage_names = ("stem",) + tuple(f"stage{i}" for i in range(1, c.num_stages + 1))
+        self.feature_info = [FeatureInfo(c.hidden_sizes[0], c.patch_size)] + [
+            FeatureInfo(ch, c.patch_size * 2**i) for i, ch in enumerate(c.hidden_sizes)]
+        if c.out_indices:
+            self.out_indices = tuple(c.out_indices)
+        elif c.out_features:
+            self.out_indices = tuple(self.stage_names.index(name) for name in c.out_features)
+        else:  # HF's backbone: the last stage; the model: every stage
+            self.out_indices = (c.num_stages,) if backbone_norms else tuple(range(1, c.num_stages + 1))
+        self.backbone_norms = backbone_norms
+        # HF's ConvNextBackbone: a LayerNorm on each of its out_features and no pooling norm
+        self.norm = None if backbone_norms else nn.LayerNorm(c.hidden_sizes[-1], eps=c.layer_norm_eps)
+        self.out_norms = nn.ModuleDict({
+            self.stage_names[i]: LayerNorm2d(self.feature_info[i].channels, eps=_INNER_LN_EPS)
+            for i in self.resolve_out_indices(None)} if backbone_norms else {})
         self.num_features = c.hidden_sizes[-1]
         self.num_layers = sum(c.depths)
         self.reset_parameters()
@@ -307,19 +321,28 @@ class ConvNext(Backbone):
         output, stage 1 output, ..., stage n output)."""
         embeddings, stage_outputs = self._run(pixel_values)
         last = stage_outputs[-1]  # (B, C, h, w)
+        if self.norm is None:
+            raise ValueError("ConvNext: this model was built as HF's ConvNextBackbone (per-stage norms, no pooling "
+                             "norm): it gives feature maps (forward_features), not a pooled image embedding")
         pooled = self.norm(last.mean(dim=(-2, -1)))  # (B, C)
         hidden = (embeddings, *stage_outputs) if output_hidden_states else None
         return BackboneOutput(last_hidden_state=last, pooler_output=pooled, hidden_states=hidden)
 
-    def forward_features(self, pixel_values: Tensor) -> list[Tensor]:
-        return self._run(pixel_values)[1]
+    def forward_features(self, pixel_values: Tensor, out_indices: Sequence[int] | None = None) -> list[Tensor]:
+        """The stem's (level 0) or stage i's (level i) output map, (B, C_i, H / s_i, W / s_i), per
+        requested level; through that stage's norm when built as a ConvNextBackbone."""
+        levels = self.resolve_out_indices(out_indices)
+        embeddings, stage_outputs = self._run(pixel_values)
+        maps = [embeddings, *stage_outputs]
+        return [self.out_norms[self.stage_names[i]](maps[i]) if self.stage_names[i] in self.out_norms else maps[i]
+                for i in levels]
 
     def layer_index(self, param_name: str) -> int:
         """0 for the stem; blocks numbered 1..num_layers across stages; a downsampling layer shares
         the index of its stage's first block; num_layers + 1 for the final norm."""
         if param_name.startswith("stem."):
             return 0
-        if param_name.startswith("norm."):
+        if param_name.startswith(("norm.", "out_norms.")):
             return self.num_layers + 1
         match = re.match(r"stages\.(\d+)\.(downsample\.|blocks\.(\d+)\.)", param_name)
         if match and int(match[1]) < len(self.stages):
@@ -332,6 +355,7 @@ class ConvNext(Backbone):
 
 
 MODEL = ConvNext
+HF_BACKBONE = "ConvNextBackbone"  # an `architectures` entry that builds ConvNext(backbone_norms=True)
 
 
 # (HF base-model key, our key); "{i}"/"{j}" are stage/block numbers. A pattern ending in "."
@@ -346,6 +370,7 @@ _KEY_MAP: tuple[tuple[str, str], ...] = (
     ("encoder.stages.{i}.layers.{j}.layernorm.", "stages.{i}.blocks.{j}.norm."),
     ("encoder.stages.{i}.layers.{j}.", "stages.{i}.blocks.{j}."),  # dwconv, pwconv1, pwconv2
     ("layernorm.", "norm."),
+    ("hidden_states_norms.", "out_norms."),  # ConvNextBackbone
 )
 
 

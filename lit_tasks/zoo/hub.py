@@ -193,8 +193,10 @@ def load_pretrained(path: str | Path, family: ModuleType, num_classes: int | Non
     none or one of another size.
     """
     folder = _folder(path)
-    config = family.CONFIG.from_hf(read_config(folder), source=str(folder / CONFIG_FILE))
-    backbone = family.MODEL(config)
+    raw_config = read_config(folder)
+    config = family.CONFIG.from_hf(raw_config, source=str(folder / CONFIG_FILE))
+    as_backbone = getattr(family, "HF_BACKBONE", None) in (raw_config.get("architectures") or [])
+    backbone = family.MODEL(config, backbone_norms=True) if as_backbone else family.MODEL(config)
     weights = read_weights(folder)
 
     base, heads, unexpected, shown_prefix = split_weights(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -175,7 +176,9 @@ class ViT(Backbone):
         self.patch_size = config.patch_size
         self.num_features = config.hidden_size
         self.num_layers = config.num_hidden_layers
-        self.feature_info = [FeatureInfo(config.hidden_size, config.patch_size)]
+        # level 0: the patch embeddings, level i: block i's output (all at the patch stride)
+        self.feature_info = [FeatureInfo(config.hidden_size, config.patch_size)] * (config.num_hidden_layers + 1)
+        self.out_indices = (config.num_hidden_layers,)
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -208,12 +211,19 @@ class ViT(Backbone):
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
         )
 
-    def forward_features(self, pixel_values: Tensor) -> list[Tensor]:
-        """(B, C, H, W) -> [(B, D, H / p, W / p)]: the last block's patch tokens after the final LN."""
+    def forward_features(self, pixel_values: Tensor, out_indices: Sequence[int] | None = None) -> list[Tensor]:
+        """(B, C, H, W) -> [(B, D, H / p, W / p)] per level: the patch tokens of the embeddings
+        (level 0) or of block i's output (level i), each through the final LayerNorm (so the
+        last level is `last_hidden_state`'s patch tokens), reshaped to the patch grid."""
         B, _, H, W = pixel_values.shape
-        tokens = self(pixel_values).last_hidden_state[:, 1:]  # (B, N, D)
+        levels = self.resolve_out_indices(out_indices)
+        x = self.embeddings(pixel_values)  # (B, 1 + N, D)
+        states = [x]
+        for layer in self.layers[: max(levels)]:
+            x = layer(x)  # (B, 1 + N, D)
+            states.append(x)
         grid = (H // self.patch_size, W // self.patch_size)
-        return [tokens.transpose(1, 2).reshape(B, self.num_features, *grid)]
+        return [self.layernorm(states[i])[:, 1:].transpose(1, 2).reshape(B, self.num_features, *grid) for i in levels]
 
     def layer_index(self, param_name: str) -> int:
         if param_name.startswith("embeddings."):

@@ -157,10 +157,13 @@ def _test_model(**overrides) -> ConvNext:
 def test_feature_info_matches_forward_features(overrides):
     model = _test_model(**overrides)
     x = _images(64, 96)
-    features = model.forward_features(x)
-    assert len(features) == len(model.feature_info) == model.config.num_stages
-    for feature, info in zip(features, model.feature_info):
+    features = model.forward_features(x)  # by default every stage
+    assert len(features) == len(model.feature_info) - 1 == model.config.num_stages
+    for feature, info in zip(features, model.feature_info[1:]):
         assert feature.shape == (2, info.channels, 64 // info.stride, 96 // info.stride)
+    hidden = model(x, output_hidden_states=True).hidden_states  # (stem, stage 1, ...)
+    for level in range(len(hidden)):
+        torch.testing.assert_close(model.forward_features(x, [level])[0], hidden[level])
     assert model.num_features == model.feature_info[-1].channels
     assert model(x).pooler_output.shape == (2, model.num_features)
     torch.testing.assert_close(model(x).last_hidden_state, features[-1])
@@ -248,3 +251,31 @@ def test_config_errors_name_source_and_key():
         ConvNextConfig.from_hf({**good, "patch_size": [4, 4]}, "some/config.json")
     with pytest.raises(ConfigError, match=r"'stage_names'"):
         ConvNextConfig.from_hf({**good, "stage_names": ["stem", "stage1"]}, "some/config.json")
+
+
+@pytest.mark.parametrize("out_features", [None, ["stage1", "stage2", "stage3", "stage4"], ["stem", "stage2", "stage4"]])
+def test_hf_backbone_folder_loads_with_its_stage_norms(out_features, transformers, from_pretrained, tmp_path):
+    """An HF `ConvNextBackbone` folder (per-stage LayerNorms on its out_features, no pooling norm)
+    gives the same feature maps through forward_features, and saves back as a ConvNextBackbone."""
+    from lit_tasks.zoo import save_pretrained
+
+    config = dict(PARITY_CONFIGS["4stages-p4-layerscale-droppath"], out_features=out_features)
+    hf = transformers.ConvNextBackbone(transformers.ConvNextConfig(**config)).eval()
+    _randomize(hf, seed=6)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = from_pretrained(tmp_path / "hf").eval()
+    assert isinstance(ours, ConvNext) and set(ours.out_norms) == set(hf.out_features)
+    x = _images(64, 96, seed=7)
+    with torch.no_grad():
+        expected = hf(x).feature_maps
+        got = ours.forward_features(x)
+    assert len(got) == len(expected) == len(hf.out_features)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="ConvNextBackbone"):
+        ours.forward_pooled(x)
+    save_pretrained(ours, tmp_path / "ours")
+    again = transformers.ConvNextBackbone.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        for a, b in zip(again(x).feature_maps, expected):
+            torch.testing.assert_close(a, b, atol=ATOL, rtol=0)

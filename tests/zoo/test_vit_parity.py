@@ -126,12 +126,15 @@ def test_unsupported_activation_is_named():
 
 def test_features_and_layer_index():
     model = build_backbone("vit-test", {"num_hidden_layers": 3}).eval()
-    assert model.feature_info == [FeatureInfo(32, 8)] and model.num_features == 32 and model.num_layers == 3
+    assert model.feature_info == [FeatureInfo(32, 8)] * 4 and model.num_features == 32 and model.num_layers == 3
     x = torch.randn(2, 3, 40, 56)
-    (features,) = model.forward_features(x)
+    (features,) = model.forward_features(x)  # by default the last block's, after the final norm
     assert features.shape == (2, 32, 5, 7)
-    tokens = model(x).last_hidden_state  # (B, 1 + 35, D)
-    torch.testing.assert_close(features[:, :, 1, 2], tokens[:, 1 + 1 * 7 + 2])
+    out = model(x, output_hidden_states=True)
+    torch.testing.assert_close(features[:, :, 1, 2], out.last_hidden_state[:, 1 + 1 * 7 + 2])
+    first, middle = model.forward_features(x, out_indices=[0, 2])  # embeddings, block 2: final norm applied
+    torch.testing.assert_close(middle[:, :, 1, 2], model.layernorm(out.hidden_states[2])[:, 1 + 1 * 7 + 2])
+    torch.testing.assert_close(first[:, :, 4, 6], model.layernorm(out.hidden_states[0])[:, 1 + 4 * 7 + 6])
     depths = {name: model.layer_index(name) for name, _ in model.named_parameters()}
     assert depths["embeddings.cls_token"] == depths["embeddings.projection.weight"] == 0
     assert depths["layers.0.attn.qkv.weight"] == 1 and depths["layers.2.mlp.fc2.bias"] == 3
