@@ -7,7 +7,14 @@ Each message names the culprit (file, row, field or config key) and what was exp
 from __future__ import annotations
 
 from lit_tasks.safe_load import UnsafeFileError
-from lit_tasks.zoo.base import ConfigError, LoadError
+
+
+class ConfigError(ValueError):
+    """A config value we cannot honour: ours or an HF `config.json`'s, a CLI option's."""
+
+
+class LoadError(ValueError):
+    """Weights that do not fit the model they are loaded into."""
 
 
 class DataError(ValueError):
@@ -23,6 +30,11 @@ class SweepError(ValueError):
 
 
 USER_ERRORS = (ConfigError, LoadError, DataError, CheckpointError, SweepError, UnsafeFileError)
+
+
+class TrainingError(RuntimeError):
+    """The input was fine but the run cannot go on, e.g. a non-finite training loss. The CLI
+    prints it as one paragraph too, with exit status 1 (not 2: there is no typo to fix)."""
 
 
 def find_user_error(exc: BaseException) -> BaseException | None:

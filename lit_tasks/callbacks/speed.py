@@ -13,7 +13,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from lit_tasks.zoo.base import ConfigError
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo.blocks import BLOCKS, checkpoint_blocks, compile_blocks
 
 

@@ -12,9 +12,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_tasks import plots
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import audio_model
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
 HEAD = "classification"

@@ -14,8 +14,9 @@ from typing import Any
 
 from torch import nn
 
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import wav2vec2
-from lit_tasks.zoo.base import ConfigError, config_from_dict
+from lit_tasks.zoo.base import config_from_dict
 
 
 def build_wav2vec2(

@@ -11,8 +11,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_tasks import plots, zoo
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
 SAMPLES = 16  # images in the sample-prediction grid

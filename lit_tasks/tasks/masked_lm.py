@@ -10,9 +10,9 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.base import TaskModule
 from lit_tasks.tasks.text_model import build_bert, tokenizer_files
-from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
 IGNORE = -100  # label of positions that are not predicted (lit_tasks.data.masked_lm)

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.metrics.squad import SquadScores, score_question
 from lit_tasks.tasks.answer_spans import AnswerCollector, Question, decide, merge_questions, window_candidates
 from lit_tasks.tasks.base import TaskModule
 from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
-from lit_tasks.zoo.base import ConfigError
 
 log = logging.getLogger(__name__)
 

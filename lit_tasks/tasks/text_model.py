@@ -14,8 +14,9 @@ from typing import Any
 
 from torch import nn
 
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import bert
-from lit_tasks.zoo.base import ConfigError, config_from_dict
+from lit_tasks.zoo.base import config_from_dict
 
 LABEL_HEADS = ("sequence_classification", "token_classification")
 

@@ -12,10 +12,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_tasks import plots
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.metrics.entities import EntityScores, entity_spans, iob2_types
 from lit_tasks.tasks.base import TaskModule
 from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
-from lit_tasks.zoo.base import ConfigError
 
 STAGES = ("train", "val", "test")
 HEAD = "token_classification"

@@ -23,8 +23,9 @@ from typing import Any
 
 from torch import nn
 
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import bert, convnext, vit, wav2vec2
-from lit_tasks.zoo.base import Backbone, ConfigError
+from lit_tasks.zoo.base import Backbone
 from lit_tasks.zoo.classifier import ImageClassifier
 from lit_tasks.zoo.hub import PREPROCESSOR_FILE, load_pretrained, read_config, read_preprocessor_config, write_folder, write_json
 

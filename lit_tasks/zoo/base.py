@@ -21,13 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-
-class ConfigError(ValueError):
-    """A model config (ours or an HF `config.json`) that we cannot honour."""
-
-
-class LoadError(ValueError):
-    """Weights that do not fit the model they are loaded into."""
+from lit_tasks.errors import ConfigError
 
 
 # Keys every HF `config.json` may carry that say nothing about the architecture.

@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import ConfigError, LoadError, config_from_dict
+from lit_tasks.zoo.base import config_from_dict
+
+from lit_tasks.errors import ConfigError, LoadError
 from lit_tasks.zoo.hub import CONFIG_FILE, check_weights, read_config, read_weights, write_folder
 from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
 

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import Backbone, BackboneOutput, ConfigError, FeatureInfo, LoadError, config_from_dict
+from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, config_from_dict
+
+from lit_tasks.errors import ConfigError, LoadError
 
 MODEL_TYPE = "convnext"
 HF_BASE_PREFIX = "convnext"

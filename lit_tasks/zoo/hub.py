@@ -21,8 +21,9 @@ from types import ModuleType
 
 from torch import Tensor
 
+from lit_tasks.errors import LoadError
 from lit_tasks.safe_load import UnsafeFileError, torch_load
-from lit_tasks.zoo.base import Backbone, LoadError
+from lit_tasks.zoo.base import Backbone
 from lit_tasks.zoo.classifier import ImageClassifier
 
 log = logging.getLogger("lit_tasks")

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import Backbone, BackboneOutput, ConfigError, FeatureInfo, config_from_dict
+from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, config_from_dict
+
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo.layers import Attention, FeedForward
 
 MODEL_TYPE = "vit"

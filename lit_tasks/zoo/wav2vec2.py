@@ -27,10 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import ConfigError, config_from_dict
+from lit_tasks.zoo.base import config_from_dict
+
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import keymaps
 from lit_tasks.zoo.hub import CONFIG_FILE, check_weights, read_config, read_weights, split_weights, write_folder
 from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
+from lit_tasks.zoo.wav2vec2_pretraining import Wav2Vec2ForPreTraining
 
 log = logging.getLogger("lit_tasks")
 
@@ -590,8 +593,6 @@ def ours_to_hf(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def head_class(head: str) -> type[nn.Module]:
     """The model class of `head`: "base", "ctc", "classification" or "pretraining"."""
-    from lit_tasks.zoo.wav2vec2_pretraining import Wav2Vec2ForPreTraining
-
     classes = {"base": Wav2Vec2, "ctc": Wav2Vec2ForCTC, "classification": Wav2Vec2ForSequenceClassification,
                "pretraining": Wav2Vec2ForPreTraining}
     if head not in classes:

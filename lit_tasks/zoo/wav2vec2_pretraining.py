@@ -10,12 +10,14 @@ functions: `contrastive_logits` / `contrastive_loss` (Eq. 3), `diversity_loss` (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.wav2vec2 import Wav2Vec2, Wav2Vec2Config
+if TYPE_CHECKING:  # annotations only: wav2vec2.py builds this head, so it must not be imported back
+    from lit_tasks.zoo.wav2vec2 import Wav2Vec2, Wav2Vec2Config
 
 
 def codebook_perplexity(probs: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -86,7 +86,7 @@ def test_periodic_checkpoint_options(tmp_path, image_folder):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lit_tasks.cli import LitTasksCLI
-    from lit_tasks.zoo.base import ConfigError
+    from lit_tasks.errors import ConfigError
 
     def periodic(*extra):
         cli = LitTasksCLI(args=[*tiny_args(image_folder, tmp_path), *extra], run=False)

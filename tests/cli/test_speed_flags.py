@@ -36,7 +36,7 @@ def test_compile_flag_reaches_the_blocks(tmp_path, image_folder):
 def test_block_options_on_a_model_without_blocks_is_a_config_error(tmp_path, image_folder):
     import torch
 
-    from lit_tasks.zoo.base import ConfigError
+    from lit_tasks.errors import ConfigError
 
     cli = LitTasksCLI(args=[*tiny_args(image_folder, tmp_path)], run=False)
     with pytest.raises(ConfigError, match="run.activation_checkpointing"):

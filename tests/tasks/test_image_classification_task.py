@@ -11,9 +11,9 @@ from helpers import attach_trainer
 
 from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import ImageClassification
 from lit_tasks.tasks.base import warmup_cosine
-from lit_tasks.zoo.base import ConfigError
 
 ORIGINAL_ESTIMATE = L.Trainer.__dict__["estimated_stepping_batches"]  # Lightning's property
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import MaskedLanguageModeling
 from lit_tasks.tasks.masked_lm import Perplexity
 from lit_tasks.zoo import bert
-from lit_tasks.zoo.base import ConfigError
 
 VOCAB = 40
 

@@ -11,9 +11,9 @@ import torch
 from helpers import attach_trainer
 
 from lit_tasks.errors import CheckpointError
+from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import TextClassification
 from lit_tasks.zoo import bert
-from lit_tasks.zoo.base import ConfigError
 
 NAMES = ["pets", "sport", "weather"]
 

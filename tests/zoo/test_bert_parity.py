@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from lit_tasks.errors import ConfigError, LoadError
 from lit_tasks.zoo import bert
-from lit_tasks.zoo.base import ConfigError, LoadError
 
 transformers = pytest.importorskip("transformers")
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import convnext
-from lit_tasks.zoo.base import ConfigError
 from lit_tasks.zoo.convnext import ConvNext, ConvNextConfig
 
 ATOL = 1e-5

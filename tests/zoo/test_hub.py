@@ -21,7 +21,7 @@ from lit_tasks.zoo import (
     spec,
     vit,
 )
-from lit_tasks.zoo.base import ConfigError, LoadError
+from lit_tasks.errors import ConfigError, LoadError
 
 
 @pytest.fixture

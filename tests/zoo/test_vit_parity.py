@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import ImageClassifier, build_backbone, build_classifier, from_pretrained, save_pretrained, vit
-from lit_tasks.zoo.base import ConfigError, FeatureInfo
+from lit_tasks.zoo.base import FeatureInfo
 
 transformers = pytest.importorskip("transformers")
 

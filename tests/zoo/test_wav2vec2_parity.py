@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from lit_tasks.errors import ConfigError, LoadError
 from lit_tasks.zoo import wav2vec2 as w2v
 from lit_tasks.zoo import wav2vec2_pretraining as pre
-from lit_tasks.zoo.base import ConfigError, LoadError
 
 transformers = pytest.importorskip("transformers")
 hf_w2v = pytest.importorskip("transformers.models.wav2vec2.modeling_wav2vec2")
