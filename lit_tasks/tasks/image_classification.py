@@ -90,6 +90,9 @@ class ImageClassification(TaskModule):
         if backbone_config:
             raise ConfigError("model.backbone_config cannot change a pretrained model (model.init_from); drop one of them")
         family = zoo.detect_family(init_from)
+        if family not in zoo.FAMILIES:
+            raise ConfigError(f"model.init_from {init_from} holds a '{family}' model, not an image backbone "
+                              f"({', '.join(sorted(zoo.FAMILIES))})")
         if backbone is not None and zoo.PRESETS.get(backbone, (backbone,))[0] != family:
             raise ConfigError(
                 f"model.init_from {init_from} holds a '{family}' model but model.backbone is '{backbone}'; "

@@ -98,21 +98,45 @@ def build_classifier(name: str, num_classes: int, overrides: dict | None = None)
 def detect_family(path: str | Path) -> str:
     """The zoo family of an HF-format folder, from its config.json `model_type`."""
     model_type = read_config(path).get("model_type")
-    for family, module in FAMILIES.items():
+    modules = {**FAMILIES, **{name: module for name, (module, _) in HEAD_FAMILIES.items()}}
+    for family, module in modules.items():
         if module.MODEL_TYPE == model_type:
             return family
-    supported = sorted(m.MODEL_TYPE for m in FAMILIES.values())
+    supported = sorted(m.MODEL_TYPE for m in modules.values())
     raise ConfigError(
         f"{Path(path)}: config.json has model_type {model_type!r}, which the zoo does not support; "
         f"supported model types are {supported}"
     )
 
 
-def from_pretrained(path: str | Path, num_classes: int | None = None) -> Backbone | ImageClassifier:
-    """Load an HF-format folder. Without `num_classes`: an ImageClassifier when the
-    checkpoint has a classification head, else a Backbone. With it: an ImageClassifier,
-    its head fresh (with a warning) when the checkpoint's is absent or of another size."""
-    return load_pretrained(path, FAMILIES[detect_family(path)], num_classes)
+def head_architectures(family: str) -> dict[str, str]:
+    """{HF architecture class name: our head name} of a HEAD_FAMILIES family."""
+    if family == "bert":
+        return {cls.hf_architecture: head for head, cls in bert.HEADS.items()}
+    return {arch: head for head, arch in wav2vec2.HF_ARCHITECTURES.items()}
+
+
+def from_pretrained(path: str | Path, num_classes: int | None = None, head: str | None = None) -> nn.Module:
+    """Load an HF-format folder of any zoo family, chosen by config.json's `model_type`.
+
+    Image families: without `num_classes` an ImageClassifier when the checkpoint has a
+    classification head, else a Backbone (a ConvNextBackbone folder: with its stage norms); with
+    it an ImageClassifier, its head fresh (with a warning) when the checkpoint's is absent or of
+    another size. Text and audio families: the `head` named (e.g. "sequence_classification",
+    "ctc"), by default the one config.json's `architectures` names (else the base model);
+    `num_classes` sets a label head's or the CTC vocabulary's size.
+    """
+    family = detect_family(path)
+    if family in FAMILIES:
+        if head not in (None, "base", "classification"):
+            raise ConfigError(f"{Path(path)}: a {family} model has no head {head!r} (image families: "
+                              f"'base' or 'classification')")
+        return load_pretrained(path, FAMILIES[family], num_classes)
+    module = HEAD_FAMILIES[family][0]
+    if head is None:
+        by_arch = head_architectures(family)
+        head = next((by_arch[a] for a in read_config(path).get("architectures") or [] if a in by_arch), "base")
+    return module.from_pretrained(path, head=head, num_labels=num_classes)
 
 
 def _split(model: Backbone | ImageClassifier) -> tuple[Backbone, ImageClassifier | None]:

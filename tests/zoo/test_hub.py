@@ -139,7 +139,7 @@ def test_unknown_model_type_is_named(saved):
     _, folder = saved
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "swin"}))
-    with pytest.raises(ConfigError, match=r"vit.*'swin'.*supported model types are \['convnext', 'vit'\]"):
+    with pytest.raises(ConfigError, match=r"vit.*'swin'.*supported model types are \['bert', 'convnext', 'vit', 'wav2vec2'\]"):
         detect_family(folder)
 
 
