@@ -27,14 +27,18 @@ from tokenizers import Tokenizer as RustTokenizer
 from lit_tasks.errors import DataError
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-# Special-token roles -> the tokenizer_config.json key and the BERT default.
+# Special-token roles -> the tokenizer_config.json key and the usual spellings, tried in order
+# when the config names none: BERT's WordPiece, then RoBERTa/BART/T5's and GPT-2's.
 SPECIAL_TOKENS = {
-    "cls": ("cls_token", "[CLS]"),
-    "sep": ("sep_token", "[SEP]"),
-    "pad": ("pad_token", "[PAD]"),
-    "mask": ("mask_token", "[MASK]"),
-    "unk": ("unk_token", "[UNK]"),
+    "cls": ("cls_token", ("[CLS]", "<s>")),
+    "sep": ("sep_token", ("[SEP]", "</s>")),
+    "pad": ("pad_token", ("[PAD]", "<pad>")),
+    "mask": ("mask_token", ("[MASK]", "<mask>")),
+    "unk": ("unk_token", ("[UNK]", "<unk>")),
+    "bos": ("bos_token", ("<s>", "<|endoftext|>")),
+    "eos": ("eos_token", ("</s>", "<|endoftext|>")),
 }
+BERT_SPECIAL = {role: SPECIAL_TOKENS[role][1][0] for role in ("cls", "sep", "pad", "mask", "unk")}  # [CLS] ...
 
 
 def _token_text(value: Any) -> str | None:
@@ -57,8 +61,10 @@ def _read_json(file: Path) -> dict[str, Any]:
 class Tokenizer:
     """A `tokenizers.Tokenizer` plus what our data modules need to know about it.
 
-    ``cls``, ``sep``, ``pad``, ``mask``, ``unk``: ids of the special tokens (None where the
-    vocabulary lacks one); ``vocab_size``; ``do_lower_case``; ``model_max_length``.
+    ``cls``, ``sep``, ``pad``, ``mask``, ``unk``, ``bos``, ``eos``: ids of the special tokens
+    (None where the vocabulary lacks one). A tokenizer without a pad token but with an eos one
+    (GPT-2's) pads with eos: ``pad == eos`` and ``pad_is_eos``; attention masks, not the id,
+    tell padding apart. ``vocab_size``; ``do_lower_case``; ``model_max_length``.
     """
 
     def __init__(self, tokenizer: RustTokenizer, config: dict[str, Any] | None = None, source: str = "<memory>"):
@@ -69,10 +75,15 @@ class Tokenizer:
         self.backend.no_padding()
         self._truncation: int | None = None
         self.special_tokens: dict[str, str] = {}
-        for role, (key, default) in SPECIAL_TOKENS.items():
-            text = _token_text(self.config.get(key)) or default
-            if tokenizer.token_to_id(text) is not None:
-                self.special_tokens[role] = text
+        for role, (key, spellings) in SPECIAL_TOKENS.items():
+            given = _token_text(self.config.get(key))
+            for text in (given,) if given else spellings:
+                if tokenizer.token_to_id(text) is not None:
+                    self.special_tokens[role] = text
+                    break
+        self.pad_is_eos = "pad" not in self.special_tokens and "eos" in self.special_tokens
+        if self.pad_is_eos:
+            self.special_tokens["pad"] = self.special_tokens["eos"]
         self.do_lower_case: bool = bool(self.config.get("do_lower_case", True))
         limit = self.config.get("model_max_length")
         # HF writes a huge sentinel (1e30) when the model has no limit.
@@ -101,6 +112,14 @@ class Tokenizer:
     @property
     def unk(self) -> int | None:
         return self._id("unk")
+
+    @property
+    def bos(self) -> int | None:
+        return self._id("bos")
+
+    @property
+    def eos(self) -> int | None:
+        return self._id("eos")
 
     @property
     def vocab_size(self) -> int:
@@ -216,7 +235,7 @@ def bert_pipeline(
     tokenize_chinese_chars: bool = True, special: dict[str, str] | None = None,
 ) -> RustTokenizer:
     """BERT's WordPiece tokenizer from a vocabulary (token -> id)."""
-    special = {role: default for role, (_, default) in SPECIAL_TOKENS.items()} | (special or {})
+    special = BERT_SPECIAL | (special or {})
     missing = [special[r] for r in ("cls", "sep", "unk") if special[r] not in vocab]
     if missing:
         raise DataError(f"tokenizer: the vocabulary lacks the special token(s) {', '.join(missing)}.")
@@ -297,7 +316,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         if isinstance(backend.normalizer, normalizers.BertNormalizer) and "do_lower_case" not in config:
             config["do_lower_case"] = bool(getattr(backend.normalizer, "lowercase", True))
     else:
-        special = {role: _token_text(config.get(key)) or default for role, (key, default) in SPECIAL_TOKENS.items()}
+        special = {role: _token_text(config.get(SPECIAL_TOKENS[role][0])) or text for role, text in BERT_SPECIAL.items()}
         strip = config.get("strip_accents")
         backend = bert_pipeline(
             read_vocab(file), do_lower_case=bool(config.get("do_lower_case", True)),
@@ -345,7 +364,7 @@ def train_wordpiece_texts(
     """
     if vocab_size < 6:
         raise DataError(f"train_wordpiece: vocab_size is {vocab_size}; it must exceed the 5 special tokens.")
-    special = [SPECIAL_TOKENS[r][1] for r in ("pad", "unk", "cls", "sep", "mask")]
+    special = [BERT_SPECIAL[r] for r in ("pad", "unk", "cls", "sep", "mask")]
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special,
         continuing_subword_prefix="##", show_progress=False,

@@ -138,3 +138,39 @@ def test_missing_or_bad_tokenizer_files_are_named(tmp_path):
     write_vocab(tmp_path / "nocls", ["[SEP]", "[UNK]", "a"])
     with pytest.raises(DataError, match=r"lacks the special token\(s\) \[CLS\]"):
         load_tokenizer(tmp_path / "nocls")
+
+
+def _bpe_folder(folder, specials: list[str], config: dict | None = None):
+    """A tiny byte-level BPE tokenizer.json with `specials` (and tokenizer_config.json)."""
+    import json
+
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import models, pre_tokenizers
+
+    vocab = {tok: i for i, tok in enumerate([*specials, *"abcdefgh", "Ġ"])}
+    backend = RustTokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.add_special_tokens(specials)
+    folder.mkdir()
+    backend.save(str(folder / "tokenizer.json"))
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_roles_of_gpt2_and_bart_style_vocabularies(tmp_path):
+    """GPT-2 has one <|endoftext|> for bos/eos and no pad: it pads with eos. BART's spellings
+    (<s> </s> <pad> <unk> <mask>) fill every role; tokenizer_config.json's names win."""
+    gpt2 = load_tokenizer(_bpe_folder(tmp_path / "gpt2", ["<|endoftext|>"]))
+    assert gpt2.bos == gpt2.eos == gpt2.pad == 0 and gpt2.pad_is_eos
+    assert gpt2.cls is None and gpt2.mask is None
+    bart = load_tokenizer(_bpe_folder(tmp_path / "bart", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]))
+    assert (bart.bos, bart.pad, bart.eos, bart.unk, bart.mask, bart.cls, bart.sep) == (0, 1, 2, 3, 4, 0, 2)
+    assert not bart.pad_is_eos
+    named = load_tokenizer(_bpe_folder(tmp_path / "named", ["<s>", "</s>", "<end>"], {"eos_token": "<end>"}))
+    assert named.eos == 2 and named.bos == 0 and named.pad == 2 and named.pad_is_eos
+
+
+def test_bert_roles_are_unchanged(vocab_dir):
+    tok = load_tokenizer(vocab_dir)
+    assert tok.pad is not None and not tok.pad_is_eos and tok.bos is None and tok.eos is None
