@@ -10,10 +10,12 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_tasks.data import hf_datasets
 from lit_tasks.data import image_sources as src
 from lit_tasks.data.base import SplitDataModule, read_preprocessor_json
 from lit_tasks.data.image_sources import DataError, ImageRecord
 from lit_tasks.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, BadImageError, ImageTransform, open_image
+from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.samplers import sample_generator, split_loader
 
 log = logging.getLogger(__name__)
@@ -258,7 +260,7 @@ class ImageDataModule(SplitDataModule):
         if any(s <= 0 for s in self.image_std):
             raise DataError(f"image_std is {self.image_std}; every value must be positive.")
 
-        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
         self._train_rows: list[src.TableRow] | None = None
         self._records: dict[str, list[ImageRecord]] = {}
         self._datasets: dict[str, ImageDataset] = {}
@@ -273,9 +275,9 @@ class ImageDataModule(SplitDataModule):
             return src.folder_classes(self.root, "train")
         if self.train_file:
             self._train_rows = src.read_table(self.train_file, self.path_column, self.label_column)
-            return src.sort_labels({r.label for r in self._train_rows})
+            return sort_labels({r.label for r in self._train_rows})
         if self._hf is not None:
-            name, ds = src.hf_split(self._hf, self.hf_dataset, "train", required=True)
+            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "train", required=True)
             return src.hf_label_names(ds, self.hf_dataset, name, self.label_column)
         return []  # predict_dir only: classes come from the model
 
@@ -286,14 +288,14 @@ class ImageDataModule(SplitDataModule):
         if self.train_file or self.val_file or self.test_file:
             return bool({"train": self.train_file, "val": self.val_file, "test": self.test_file}[split])
         if self._hf is not None:
-            return src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+            return hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
         return False
 
     def _missing_split_error(self, split: str, needed_for: str) -> DataError:
         if self.root:
             what = f"the folder {Path(self.root) / split}"
         elif self.hf_dataset:
-            what = f"a {' or '.join(repr(n) for n in src.HF_SPLIT_NAMES[split])} split in hf_dataset {self.hf_dataset}"
+            what = f"a {' or '.join(repr(n) for n in hf_datasets.HF_SPLIT_NAMES[split])} split in hf_dataset {self.hf_dataset}"
         elif self.train_file:
             what = f"{split}_file"
         else:
@@ -328,9 +330,9 @@ class ImageDataModule(SplitDataModule):
     def _hf_records(self, split: str) -> list[ImageRecord]:
         import datasets
 
-        name, ds = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+        name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
         ds = src.hf_prepare(ds, self.hf_dataset, name, self.image_column, self.label_column)
-        train_feature = src.hf_split(self._hf, self.hf_dataset, "train", required=True)[1].features[self.label_column]
+        train_feature = hf_datasets.hf_split(self._hf, self.hf_dataset, "train", required=True)[1].features[self.label_column]
         feature = ds.features[self.label_column]
         if isinstance(train_feature, datasets.ClassLabel) != isinstance(feature, datasets.ClassLabel) or (
             isinstance(feature, datasets.ClassLabel) and list(feature.names) != self.label_names

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_tasks.data.hf_datasets import check_columns
+from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
 from lit_tasks.errors import DataError  # the CLI prints these as one paragraph, no traceback
 
@@ -32,7 +34,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
-HF_SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val"), "test": ("test",)}
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,6 @@ class ImageRecord:
 
 def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def sort_labels(labels: set[str]) -> list[str]:
-    """Sorted class names: numerically when every label is an integer ("2" before "10")."""
-    try:
-        return sorted(labels, key=int)
-    except ValueError:
-        return sorted(labels)
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -248,57 +241,11 @@ def _warn_missing_classes(name: str, split: str, seen: set[int], label_names: li
 # ------------------------------------------------------------------------------ HF datasets
 
 
-def load_hf_dataset(folder: str | Path):
-    """A ``DatasetDict`` written by ``save_to_disk`` (memory-mapped; nothing is downloaded)."""
-    try:
-        import datasets
-    except ImportError as e:  # pragma: no cover - datasets is a dependency
-        raise DataError("hf_dataset needs the `datasets` package: pip install datasets") from e
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"hf_dataset {folder} does not exist or is not a folder (expected a save_to_disk folder).")
-    try:
-        ds = datasets.load_from_disk(str(folder))
-    except Exception as e:  # datasets raises FileNotFoundError / ValueError variants
-        raise DataError(
-            f"hf_dataset {folder}: cannot be read by datasets.load_from_disk ({type(e).__name__}: {e}). "
-            "Expected a folder written by DatasetDict.save_to_disk."
-        ) from None
-    if not isinstance(ds, datasets.DatasetDict):
-        raise DataError(
-            f"hf_dataset {folder} holds a single Dataset, not a DatasetDict; save a DatasetDict with "
-            "splits 'train', 'validation' (or 'val') and 'test'."
-        )
-    return ds
-
-
-def hf_split(dsd, folder: str | Path, split: str, required: bool):
-    """(split name in the DatasetDict, Dataset) for our split train/val/test; None if absent."""
-    for name in HF_SPLIT_NAMES[split]:
-        if name in dsd:
-            return name, dsd[name]
-    if required:
-        raise DataError(
-            f"hf_dataset {folder} has no {' or '.join(repr(n) for n in HF_SPLIT_NAMES[split])} split; "
-            f"it has {preview(list(dsd.keys()))}."
-        )
-    return None
-
-
-def _hf_check_columns(ds, folder, split_name: str, columns: list[str]) -> None:
-    absent = [c for c in columns if c not in ds.column_names]
-    if absent:
-        raise DataError(
-            f"hf_dataset {folder} split {split_name!r} has no column {preview(absent)}; it has "
-            f"{preview(ds.column_names)}. Set image_column / label_column to the names used."
-        )
-
-
 def hf_label_names(ds, folder, split_name: str, label_column: str) -> list[str]:
     """ClassLabel names when the label column is a ClassLabel, else the sorted unique labels."""
     import datasets
 
-    _hf_check_columns(ds, folder, split_name, [label_column])
+    check_columns(ds, folder, split_name, [label_column])
     feature = ds.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
@@ -327,7 +274,7 @@ def hf_prepare(ds, folder, split_name: str, image_column: str, label_column: str
     """The split with its image column left undecoded (we decode with our own error handling)."""
     import datasets
 
-    _hf_check_columns(ds, folder, split_name, [image_column] + ([label_column] if label_column else []))
+    check_columns(ds, folder, split_name, [image_column] + ([label_column] if label_column else []))
     feature = ds.features[image_column]
     if isinstance(feature, datasets.Image):
         return ds.cast_column(image_column, datasets.Image(decode=False))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_tasks.data import image_sources as src
+from lit_tasks.data import hf_datasets
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.samplers import run_seed, split_loader
 from lit_tasks.data.tables import TABLE_EXTENSIONS
@@ -451,7 +451,7 @@ class MaskedLMDataModule(SplitDataModule):
         self.mlm_probability, self.whole_word_mask = mlm_probability, whole_word_mask
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.cache_dir = num_workers, cache_dir
-        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
         self._tokenizer: Tokenizer | None = None
         self._datasets: dict[str, MLMDataset] = {}
         self.truncated: dict[str, int] = {}  # split -> NSP pairs cut to fit max_length
@@ -463,13 +463,13 @@ class MaskedLMDataModule(SplitDataModule):
         if split == "predict":
             return False
         if self._hf is not None:
-            return src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+            return hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
         return bool(self.files[split])
 
     def documents(self, split: str) -> list[list[str]]:
         """The split's documents, each a list of sentences."""
         if self._hf is not None:
-            name, ds = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
             rows = read_hf_split(ds, self.hf_dataset, name, self.text_column, None, None, False, "|")
             return [doc for doc in (_sentences(r.text) for r in rows) if doc]
         if not self.files[split]:
@@ -479,7 +479,7 @@ class MaskedLMDataModule(SplitDataModule):
     def _source(self, split: str) -> Path:
         """The file (or HF split folder) a split is read from."""
         if self._hf is not None:
-            name, _ = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+            name, _ = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
             return Path(self.hf_dataset).expanduser() / name
         return Path(self.files[split]).expanduser()
 

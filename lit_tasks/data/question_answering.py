@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer as RustTokenizer
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lit_tasks.data import image_sources as src
+from lit_tasks.data import hf_datasets
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.samplers import distributed_eval_sampler, split_loader
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
@@ -383,7 +383,7 @@ class QuestionAnsweringDataModule(SplitDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
         self._tokenizer: Tokenizer | None = None
-        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
         self._rows: dict[str, list[QARow]] = {}
         self._datasets: dict[str, QADataset] = {}
         self.skipped: dict[str, list[str]] = {}  # split -> rows left out by skip_bad_answers, with the reason
@@ -397,7 +397,7 @@ class QuestionAnsweringDataModule(SplitDataModule):
 
     def has_split(self, split: str) -> bool:
         if self._hf is not None:
-            return split == "predict" or src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+            return split == "predict" or hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
         return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
 
     def _source(self, split: str) -> str:
@@ -405,7 +405,7 @@ class QuestionAnsweringDataModule(SplitDataModule):
         if split == "predict" and not self.files["predict"]:
             split = "test"
         if self._hf is not None:
-            return f"{self.hf_dataset}/{src.hf_split(self._hf, self.hf_dataset, split, required=True)[0]}"
+            return f"{self.hf_dataset}/{hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)[0]}"
         if not self.files[split]:
             raise DataError(f"QuestionAnsweringDataModule: the {split} split is needed, but {split}_file was not given.")
         return self.files[split]
@@ -415,7 +415,7 @@ class QuestionAnsweringDataModule(SplitDataModule):
         if split not in self._rows:
             labelled = not (split == "predict" and self.files["predict"])
             if self._hf is not None:
-                name, ds = src.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, True)
+                name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, True)
                 base = f"{Path(self.hf_dataset).expanduser()}/{name}"
                 absent = [c for k, c in self.columns.items() if c and c not in ds.column_names
                           and (k != "answers" or labelled)]

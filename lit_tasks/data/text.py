@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_tasks.data import image_sources as src
+from lit_tasks.data import hf_datasets
 from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.image_sources import sort_labels
-from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
+from lit_tasks.data.hf_datasets import classlabel_names
+from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.samplers import split_loader
+from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
 from lit_tasks.errors import DataError
 from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
 
@@ -115,18 +116,6 @@ def read_text_table(
     if not rows:
         raise DataError(f"{file}: no rows; expected one row per text with columns {preview(wanted)}.")
     return rows
-
-
-def classlabel_names(ds, label_column: str) -> list[str] | None:
-    """The names of a ``ClassLabel`` (or sequence-of-``ClassLabel``) column, else None."""
-    import datasets
-
-    feature = ds.features.get(label_column)
-    inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) / List(ClassLabel)
-    for f in (feature, inner):
-        if isinstance(f, datasets.ClassLabel):
-            return list(f.names)
-    return None
 
 
 def read_hf_split(
@@ -427,7 +416,7 @@ class TextDataModule(SplitDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
         self._tokenizer: Tokenizer | None = None
-        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
         self._rows: dict[str, list[TextRow]] = {}
         self._encoded: dict[str, Encoded] = {}
         self._datasets: dict[str, TextDataset] = {}
@@ -449,7 +438,7 @@ class TextDataModule(SplitDataModule):
             return []  # predict_file only: classes come from the model
         rows = self.rows("train")
         if self._hf is not None:
-            name, ds = src.hf_split(self._hf, self.hf_dataset, "train", required=True)
+            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "train", required=True)
             names = classlabel_names(ds, self.label_column)
             if names is not None:  # the dataset's own numbering, as ImageDataModule does
                 return names
@@ -457,7 +446,7 @@ class TextDataModule(SplitDataModule):
 
     def has_split(self, split: str) -> bool:
         if self._hf is not None:
-            return split == "predict" or src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+            return split == "predict" or hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
         return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
 
     def _source(self, split: str) -> str:
@@ -465,7 +454,7 @@ class TextDataModule(SplitDataModule):
         if split == "predict" and not self.files["predict"]:
             split = "test"
         if self._hf is not None:
-            hit = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+            hit = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
             return f"{self.hf_dataset}/{hit[0]}"
         if not self.files[split]:
             raise DataError(f"TextDataModule: the {split} split is needed, but {split}_file was not given.")
@@ -480,7 +469,7 @@ class TextDataModule(SplitDataModule):
         if split == "predict" and not self.files["predict"]:
             rows = self.rows("test")
         elif self._hf is not None:
-            name, ds = src.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, required=True)
+            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, required=True)
             rows = read_hf_split(ds, self.hf_dataset, name, self.text_column, self.text_pair_column, label_column,
                                  self.multi_label, self.label_separator)
         else:

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_tasks.data import image_sources as src
+from lit_tasks.data import hf_datasets
 from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.image_sources import sort_labels
+from lit_tasks.data.hf_datasets import classlabel_names
+from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.samplers import split_loader
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
-from lit_tasks.data.text import classlabel_names, fingerprint, open_tokenizer, pad_sequences, save_arrays
+from lit_tasks.data.text import fingerprint, open_tokenizer, pad_sequences, save_arrays
 from lit_tasks.errors import DataError
 from lit_tasks.text.tokenizer import Tokenizer
 
@@ -335,7 +336,7 @@ class TokenClassificationDataModule(SplitDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
         self._tokenizer: Tokenizer | None = None
-        self._hf = src.load_hf_dataset(hf_dataset) if hf_dataset else None
+        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
         self._rows: dict[str, list[TaggedRow]] = {}
         self._encoded: dict[str, TaggedEncoded] = {}
         self._datasets: dict[str, TaggedDataset] = {}
@@ -357,7 +358,7 @@ class TokenClassificationDataModule(SplitDataModule):
             return []  # predict_file only: the tags come from the model
         rows = self.rows("train")
         if self._hf is not None:
-            _, ds = src.hf_split(self._hf, self.hf_dataset, "train", required=True)
+            _, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "train", required=True)
             names = classlabel_names(ds, self.tags_column)
             if names is not None:
                 return names
@@ -365,7 +366,7 @@ class TokenClassificationDataModule(SplitDataModule):
 
     def has_split(self, split: str) -> bool:
         if self._hf is not None:
-            return split == "predict" or src.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
+            return split == "predict" or hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
         return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
 
     def _source(self, split: str) -> str:
@@ -373,7 +374,7 @@ class TokenClassificationDataModule(SplitDataModule):
         if split == "predict" and not self.files["predict"]:
             split = "test"
         if self._hf is not None:
-            return f"{self.hf_dataset}/{src.hf_split(self._hf, self.hf_dataset, split, required=True)[0]}"
+            return f"{self.hf_dataset}/{hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)[0]}"
         if not self.files[split]:
             raise DataError(f"TokenClassificationDataModule: the {split} split is needed, but {split}_file was "
                             "not given.")
@@ -389,7 +390,7 @@ class TokenClassificationDataModule(SplitDataModule):
             if split == "predict" and not self.files["predict"]:
                 rows = self.rows("test")
             elif self._hf is not None:
-                name, ds = src.hf_split(self._hf, self.hf_dataset, split, required=True)
+                name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
                 rows = read_tagged_hf(ds, self.hf_dataset, name, self.tokens_column, tags_column)
             else:
                 rows = read_tagged_table(self._source(split), self.tokens_column, tags_column)
