@@ -30,29 +30,46 @@ GENERIC_HF_KEYS = frozenset(
         "_name_or_path", "architectures", "auto_map", "model_type", "transformers_version",
         "torch_dtype", "dtype", "id2label", "label2id", "num_labels", "problem_type",
         "return_dict", "output_hidden_states", "output_attentions", "torchscript",
-        "use_bfloat16", "pruned_heads", "tie_word_embeddings", "is_encoder_decoder",
-        "is_decoder", "add_cross_attention", "chunk_size_feed_forward", "finetuning_task",
+        "use_bfloat16", "chunk_size_feed_forward", "finetuning_task",
         "tokenizer_class", "prefix", "bos_token_id", "eos_token_id", "pad_token_id",
-        "sep_token_id", "decoder_start_token_id", "task_specific_params", "cross_attention_hidden_size",
+        "sep_token_id", "task_specific_params",
         "tf_legacy_loss", "use_cache", "_attn_implementation_autoset", "_attn_implementation",
         "attn_implementation", "output_scores", "return_dict_in_generate",
     }
 )
+# Keys every HF config.json may carry that do change a model, with the value that means "as a
+# plain encoder": a family that implements one declares it as a field of its config; for the
+# others any other value is an error naming the key (never silently dropped).
+NEUTRAL_HF_KEYS: dict[str, Any] = {
+    "tie_word_embeddings": True,
+    "is_encoder_decoder": False,
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "decoder_start_token_id": None,
+    "cross_attention_hidden_size": None,
+    "pruned_heads": {},
+}
 
 
 def config_from_dict(cls: type, values: dict[str, Any], *, source: str, ignore: frozenset[str] = frozenset()):
     """Build the dataclass `cls` from `values`, failing on keys it does not know.
 
     `source` names where the values came from (a file path, a config key) so the
-    error points at the culprit. Keys in GENERIC_HF_KEYS or `ignore` are skipped.
+    error points at the culprit. Keys in GENERIC_HF_KEYS or `ignore` are skipped; a key of
+    NEUTRAL_HF_KEYS that `cls` does not declare must have its neutral value.
     """
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(k for k in values if k not in known and k not in GENERIC_HF_KEYS and k not in ignore)
+    unknown = sorted(k for k in values if k not in known and k not in GENERIC_HF_KEYS and k not in NEUTRAL_HF_KEYS
+                     and k not in ignore)
     if unknown:
         raise ConfigError(
             f"{source}: unknown or unsupported key(s) {unknown} for {cls.__name__}; "
             f"known keys are {sorted(known)}"
         )
+    for key, neutral in NEUTRAL_HF_KEYS.items():
+        if key in values and key not in known and key not in ignore and values[key] != neutral:
+            raise ConfigError(f"{source}: key {key!r} is {values[key]!r}; {cls.__name__} implements only "
+                              f"{neutral!r} (the key changes the model, so it is not ignored)")
     kwargs = {k: v for k, v in values.items() if k in known}
     for k, v in kwargs.items():
         if isinstance(v, list):

@@ -190,3 +190,19 @@ def test_build_errors_name_the_culprit():
         build_backbone("vit-test", {"num_attention_heads": 5})
     assert build_backbone("vit-test", {"image_size": [16, 24]}).config.grid == (2, 3)
     assert vit.PRESETS["vit-test"].grid == (4, 4)
+
+
+@pytest.mark.parametrize("key, value", [("is_encoder_decoder", True), ("tie_word_embeddings", False),
+                                        ("decoder_start_token_id", 2), ("pruned_heads", {"0": [1]}),
+                                        ("cross_attention_hidden_size", 64)])
+def test_keys_that_change_a_model_are_not_dropped(key, value):
+    """A config.json key that would change the model is refused by name unless the family
+    implements it; at its neutral value it loads."""
+    from lit_tasks.zoo import convnext, vit
+
+    for family in (vit.ViTConfig, convnext.ConvNextConfig):
+        with pytest.raises(ConfigError, match=rf"cfg\.json: key '{key}' is"):
+            family.from_hf({key: value}, source="cfg.json")
+    from lit_tasks.zoo.base import NEUTRAL_HF_KEYS
+
+    vit.ViTConfig.from_hf({key: NEUTRAL_HF_KEYS[key]}, source="cfg.json")
