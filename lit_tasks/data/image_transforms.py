@@ -1,5 +1,7 @@
-"""Decoding any PIL image to RGB, and the train / eval transforms of the image DataModule.
+"""Decoding any PIL image to RGB, and the train / eval transforms of the image DataModules.
 
+Both transforms are lists of :mod:`lit_tasks.data.geometric_transforms` steps followed by
+normalisation; :class:`TargetsTransform` moves an image's boxes, masks and depth with it.
 Randomness comes from the ``generator`` passed in (the image DataModule seeds one per sample
 and epoch) or, without one, torch's global generator. Resizing is PIL bilinear, which is what a
 Hugging Face image processor with ``resample=2`` does, so exported models see the same pixels.
@@ -8,7 +10,6 @@ Hugging Face image processor with ``resample=2`` does, so exported models see th
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lit_tasks.data.geometric_transforms import HFlip, RandomResizedCrop, Resize, Step, apply
+from lit_tasks.data.geometric_transforms import random_resized_crop_box as random_resized_crop_box  # re-exported
+from lit_tasks.data.targets import Targets
 from lit_tasks.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -88,38 +92,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def random_resized_crop_box(
-    width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    generator: torch.Generator | None = None,
-) -> tuple[int, int, int, int]:
-    """A random crop box (left, top, right, bottom) covering a ``scale`` fraction of the image
-    area with aspect ratio (w/h) in ``ratio``, the aspect drawn log-uniformly.
-
-    Up to ten draws are tried; if none fits inside the image, the largest centred box whose
-    aspect ratio lies in ``ratio`` is returned. Draws from ``generator`` (None: torch's global RNG).
-    """
-    area = width * height
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    for _ in range(10):
-        target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item())
-        aspect = math.exp(log_lo + (log_hi - log_lo) * torch.rand((), generator=generator).item())
-        w = round(math.sqrt(target * aspect))
-        h = round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (), generator=generator).item())
-            left = int(torch.randint(0, width - w + 1, (), generator=generator).item())
-            return left, top, left + w, top + h
-    aspect = width / height
-    if aspect < ratio[0]:
-        w, h = width, round(width / ratio[0])
-    elif aspect > ratio[1]:
-        w, h = round(height * ratio[1]), height
-    else:
-        w, h = width, height
-    left, top = (width - w) // 2, (height - h) // 2
-    return left, top, left + w, top + h
-
-
 class ImageTransform:
     """RGB PIL image -> normalised float tensor (3, H, W).
 
@@ -141,20 +113,45 @@ class ImageTransform:
         self.train, self.scale, self.hflip = train, scale, hflip
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        steps: list[Step] = [RandomResizedCrop(self.size, scale) if train and scale is not None else Resize(self.size)]
+        if train and hflip:
+            steps.append(HFlip())
+        self.steps = steps
 
     def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random draws come from ``generator`` (None: torch's global RNG)."""
-        h, w = self.size
-        box = None
-        if self.train and self.scale is not None:
-            box = random_resized_crop_box(img.width, img.height, self.scale, generator=generator)
-        if box is not None or img.size != (w, h):
-            img = img.resize((w, h), Image.Resampling.BILINEAR, box=box)
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
-        if self.train and self.hflip and torch.rand((), generator=generator).item() < 0.5:
-            x = x.flip(-1)
-        return (x.float() / 255.0 - self.mean) / self.std
+        img, _ = apply(self.steps, img, None, generator)
+        return normalise(img, self.mean, self.std)
 
     def __repr__(self) -> str:
         kind = "train" if self.train else "eval"
         return f"ImageTransform({kind}, size={self.size}, scale={self.scale}, hflip={self.hflip})"
+
+
+class TargetsTransform:
+    """(RGB PIL image, :class:`Targets`) -> (normalised float tensor (3, H, W), Targets), the
+    targets moved through the same ``steps`` as the pixels (e.g. DETR's recipe in
+    :mod:`lit_tasks.data.geometric_transforms`). An image whose size is not the targets' size
+    is a :class:`DataError`."""
+
+    def __init__(self, steps: Sequence[Step], mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD):
+        self.steps = list(steps)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, img: Image.Image, targets: Targets,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, Targets]:
+        if (img.height, img.width) != targets.size:
+            raise DataError(
+                f"{targets.where + ': ' if targets.where else ''}the image is {img.width}x{img.height} "
+                f"(width x height) but its targets are for {targets.size[1]}x{targets.size[0]}."
+            )
+        img, targets = apply(self.steps, img, targets, generator)
+        return normalise(img, self.mean, self.std), targets
+
+
+def normalise(img: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32 ``(x / 255 - mean) / std``."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
+    return (x.float() / 255.0 - mean) / std
