@@ -26,10 +26,13 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from lit_tasks import run_dir as runs
 from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter, ResumeState
-from lit_tasks.callbacks.preemption import RequeueOnSignal, slurm_plugins
+from lit_tasks.callbacks.nonfinite import NonFiniteLoss
+from lit_tasks.callbacks.preemption import DEFAULT_MAX_REQUEUES, RequeueOnSignal, slurm_plugins
 from lit_tasks.callbacks.speed import BlockOptions
 from lit_tasks.checkpoint_io import AtomicCheckpointIO
-from lit_tasks.errors import ConfigError, find_user_error, user_message
+from lit_tasks.distributed import DEFAULT_TIMEOUT_MINUTES, EndRanksOnFailure, apply_timeout, failure_message, \
+    process_label, shared_run_dir
+from lit_tasks.errors import ConfigError, TrainingError, find_user_error, user_message
 from lit_tasks.loggers import build_loggers
 
 USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE [--key value ...]
@@ -101,10 +104,17 @@ class LitTasksCLI(LightningCLI):
                             help="also write checkpoints/last.ckpt every N training steps (resume: --ckpt_path last)")
         parser.add_argument("--run.checkpoint_every_minutes", type=float | None, default=None,
                             help="also write checkpoints/last.ckpt every M minutes of training")
+        parser.add_argument("--run.max_requeues", type=int | None, default=DEFAULT_MAX_REQUEUES,
+                            help="a Slurm job stopped by a signal requeues itself while SLURM_RESTART_COUNT is "
+                                 "below this (null: no limit; docs/slurm.md)")
         parser.add_argument("--run.activation_checkpointing", type=bool, default=False,
                             help="recompute each zoo block's activations in backward (less memory, docs/scaling.md)")
         parser.add_argument("--run.compile", type=bool, default=False,
                             help="torch.compile each zoo block of the model (docs/scaling.md)")
+        parser.add_argument("--run.skip_nonfinite_loss", type=int, default=0,
+                            help="skip up to N training steps whose loss is NaN/inf (0: the first one stops the run)")
+        parser.add_argument("--run.ddp_timeout_minutes", type=float, default=DEFAULT_TIMEOUT_MINUTES,
+                            help="how long a process of a distributed run waits for the others in a collective")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
         parser.link_arguments("model.init_args.init_from", "data.init_args.preprocessor", apply_on="parse")
@@ -125,7 +135,8 @@ class LitTasksCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._config(self.config)
         name = config.run.name or self._config_stem(config) or "run"
-        self.run_dir, ckpt_path = runs.resolve(config.run.root, name, config.run.dir, config.get("ckpt_path"))
+        self.run_dir, ckpt_path = shared_run_dir(  # the same folder in every process (torchrun too)
+            lambda: runs.resolve(config.run.root, name, config.run.dir, config.get("ckpt_path")))
         if "ckpt_path" in config:
             config.ckpt_path = ckpt_path
         self.run_name = name
@@ -172,9 +183,13 @@ class LitTasksCLI(LightningCLI):
             ResumeState(),
             *([BlockOptions(config.run.activation_checkpointing, config.run.compile)]
               if config.run.activation_checkpointing or config.run.compile else []),
-            RequeueOnSignal(),
+            RequeueOnSignal(max_requeues=config.run.max_requeues),
+            NonFiniteLoss(config.run.skip_nonfinite_loss),
+            EndRanksOnFailure(),
         ]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        apply_timeout(trainer.strategy, config.run.ddp_timeout_minutes)
+        return trainer
 
     def _last_checkpoints(self, run: Any) -> list[ModelCheckpoint]:
         """Writers of checkpoints/last.ckpt, the newest state (what `--ckpt_path last` resumes):
@@ -237,7 +252,7 @@ COMMANDS = {
     "sweep": "lit_tasks.sweep",
     "slurm": "lit_tasks.slurm",
     "runs": "lit_tasks.runs",
-    "tokenizer": "lit_tasks.text.train_tokenizer",
+    "tokenizer": "lit_tasks.train_tokenizer",
 }
 
 
@@ -267,10 +282,12 @@ def main(argv: list[str] | None = None) -> None:
             leave_process_group()
     except Exception as exc:
         user_error = find_user_error(exc)
-        if user_error is None:
+        failure = str(exc) if isinstance(exc, TrainingError) else failure_message(exc)
+        if user_error is None and failure is None:
             raise
-        sys.stderr.write(f"lit_tasks: error: {user_message(user_error)}\n")
-        sys.exit(2)
+        message = user_message(user_error) if user_error is not None else failure
+        sys.stderr.write(f"lit_tasks: error: {process_label()}{message}\n")
+        sys.exit(2 if user_error is not None else 1)
     finally:
         if not inherited:
             os.environ.pop(runs.ENV_VAR, None)

@@ -4,15 +4,23 @@ Both continue across commands and resumes in the same run folder: the CSV file i
 to (Lightning's own CSV logger deletes it when the folder exists) and the wandb run keeps its id
 (`wandb_run_id`, resume="allow"). On a resume, :meth:`RunCSVLogger.rewind` drops the rows
 logged after the checkpoint, which the resumed run logs again.
+
+wandb never stops a run: when one of its calls fails mid-run (its service process died, its
+disk is full, a network error online), :class:`GuardedWandbLogger` logs the error once,
+switches wandb off for the rest of the run and records it in results.json (`logger_errors`);
+training, checkpoints, the CSV log and results.json go on as if wandb had not been there.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import netrc
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -20,6 +28,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
 LOGGER_NAMES = ("wandb", "csv")
+log = logging.getLogger(__name__)
 
 
 def wandb_has_credentials() -> bool:
@@ -98,6 +107,57 @@ class RunCSVLogger(CSVLogger):
         os.replace(tmp, path)
 
 
+class GuardedWandbLogger(WandbLogger):
+    """Lightning's WandbLogger whose failures are reported once and then switch it off: each
+    call that reaches wandb goes through :meth:`_guarded`; after the first error, `failure`
+    holds it and every later call does nothing."""
+
+    kind = "wandb"  # the key of its error in results.json's `logger_errors`
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failure: str | None = None
+
+    def _guarded(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.failure is not None:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            self.failure = f"{what} failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            log.error(f"lit_tasks: wandb {self.failure}. wandb is switched off for the rest of this run; training, "
+                      f"checkpoints, logs/metrics.csv and results.json are not affected (what wandb wrote so far "
+                      f"is in {self.save_dir}/wandb)")
+            return None
+
+    def log_hyperparams(self, params: Any) -> None:
+        self._guarded("log_hyperparams", super().log_hyperparams, params)
+
+    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+        self._guarded(f"log_metrics at step {step}", super().log_metrics, metrics, step)
+
+    def log_table(self, *args: Any, **kwargs: Any) -> None:
+        self._guarded("log_table", super().log_table, *args, **kwargs)
+
+    def log_text(self, *args: Any, **kwargs: Any) -> None:
+        self._guarded("log_text", super().log_text, *args, **kwargs)
+
+    def log_image(self, *args: Any, **kwargs: Any) -> None:
+        self._guarded("log_image", super().log_image, *args, **kwargs)
+
+    def log_audio(self, *args: Any, **kwargs: Any) -> None:
+        self._guarded("log_audio", super().log_audio, *args, **kwargs)
+
+    def log_video(self, *args: Any, **kwargs: Any) -> None:
+        self._guarded("log_video", super().log_video, *args, **kwargs)
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        self._guarded("after_save_checkpoint", super().after_save_checkpoint, checkpoint_callback)
+
+    def finalize(self, status: str) -> None:
+        self._guarded("finalize", super().finalize, status)
+
+
 def build_loggers(names: list[str], run_dir: Path, run_name: str, project: str) -> list[Logger]:
     """Loggers writing into the run folder. A resumed run continues its wandb run (same id)."""
     loggers: list[Logger] = []
@@ -114,8 +174,8 @@ def build_loggers(names: list[str], run_dir: Path, run_name: str, project: str) 
                 run_id = secrets.token_hex(6)
                 if rank_zero_only.rank == 0:
                     id_file.write_text(run_id + "\n")
-            loggers.append(WandbLogger(save_dir=str(run_dir), project=project, name=run_name, id=run_id,
-                                       offline=wandb_offline(), resume="allow"))
+            loggers.append(GuardedWandbLogger(save_dir=str(run_dir), project=project, name=run_name, id=run_id,
+                                              offline=wandb_offline(), resume="allow"))
         else:
             raise ValueError(f"run.loggers: unknown logger {name!r}; choose from {LOGGER_NAMES}")
     return loggers

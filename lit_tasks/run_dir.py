@@ -7,12 +7,15 @@
         logs/metrics.csv   CSV logger;   wandb/   the wandb (offline) run
         curves.png, confusion_matrix.png, predictions.jsonl
 
-`--ckpt_path last|best` without `--run.dir` means: the newest run of this name that has one.
+`--ckpt_path best` means checkpoints/best.ckpt; `--ckpt_path last` the run's newest state: the
+newer of checkpoints/last.ckpt (epoch ends, periodic checkpoints) and checkpoints/preempted.ckpt
+(written when a SIGTERM or the Slurm requeue signal stopped the fit). Without `--run.dir` they
+look in the newest run of this name that has one.
 All processes of a distributed job must agree on the folder: the first process exports
 it in LIT_TASKS_RUN_DIR (inherited by the processes Lightning launches); under SLURM the
 job id names the version, so every task of the job computes the same one. A requeued Slurm
-job (same job id, SLURM_RESTART_COUNT > 0) given no --ckpt_path continues from the newest of
-its folder's checkpoints/preempted.ckpt (written on the requeue signal) and last.ckpt.
+job (same job id, SLURM_RESTART_COUNT > 0) given no --ckpt_path continues from the same newest
+state, as `--ckpt_path last` would.
 """
 
 from __future__ import annotations
@@ -35,29 +38,41 @@ def new_version() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+# the files `--ckpt_path ALIAS` may mean: "last" is the newest state, whichever file holds it
+ALIAS_FILES = {"best": ("best",), "last": ("last", "preempted")}
+
+
 def checkpoint_path(run_dir: Path, alias: str) -> Path:
     return run_dir / "checkpoints" / f"{alias}.ckpt"
+
+
+def alias_checkpoint(run_dir: Path, alias: str) -> Path | None:
+    """The file `--ckpt_path alias` means in run_dir (the newest of its candidates), or None."""
+    files = [checkpoint_path(run_dir, name) for name in ALIAS_FILES[alias]]
+    files = [file for file in files if file.is_file()]
+    return max(files, key=lambda file: file.stat().st_mtime) if files else None
 
 
 def requeued_checkpoint(run_dir: Path) -> str | None:
     """The checkpoint a requeued Slurm job continues from, or None (not requeued, or none yet)."""
     if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
         return None
-    files = [checkpoint_path(run_dir, alias) for alias in ("preempted", "last")]
-    files = [file for file in files if file.is_file()]
-    return str(max(files, key=lambda file: file.stat().st_mtime)) if files else None
+    file = alias_checkpoint(run_dir, "last")
+    return str(file) if file else None
 
 
 def find_run_with(root: Path, name: str, alias: str) -> Path:
-    """The newest run under root/name holding checkpoints/<alias>.ckpt, or a CheckpointError."""
+    """The newest run under root/name holding the checkpoint `alias` means, or a CheckpointError."""
     runs = root / name
-    candidates = [d for d in runs.iterdir() if checkpoint_path(d, alias).is_file()] if runs.is_dir() else []
+    found = {d: alias_checkpoint(d, alias) for d in runs.iterdir() if d.is_dir()} if runs.is_dir() else {}
+    candidates = {d: file for d, file in found.items() if file is not None}
     if not candidates:
+        names = " or ".join(f"checkpoints/{n}.ckpt" for n in ALIAS_FILES[alias])
         raise CheckpointError(
-            f"--ckpt_path {alias}: no run under {runs}/ has a checkpoints/{alias}.ckpt yet "
+            f"--ckpt_path {alias}: no run under {runs}/ has a {names} yet "
             f"(train first, or pass --run.dir or a checkpoint file)"
         )
-    return max(candidates, key=lambda d: checkpoint_path(d, alias).stat().st_mtime)
+    return max(candidates, key=lambda d: candidates[d].stat().st_mtime)
 
 
 def resolve(root: str, name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[Path, str | None]:
@@ -79,8 +94,8 @@ def resolve(root: str, name: str, run_dir: str | None, ckpt_path: str | None) ->
     if ckpt_path is None:
         ckpt_path = requeued_checkpoint(chosen)
     if ckpt_path in CKPT_ALIASES:
-        file = checkpoint_path(chosen, ckpt_path)
-        if not file.is_file():
+        file = alias_checkpoint(chosen, ckpt_path)
+        if file is None:
             raise CheckpointError(
                 f"--ckpt_path {ckpt_path}: the run folder {chosen} has no checkpoints/{ckpt_path}.ckpt yet "
                 f"(nothing to resume: drop --ckpt_path to start from scratch, or pass another run's --run.dir)"

@@ -29,6 +29,8 @@ def plain_argv(monkeypatch):
     chosen by an earlier in-process call."""
     monkeypatch.setattr("sys.argv", ["lit_tasks"])
     monkeypatch.delenv("LIT_TASKS_RUN_DIR", raising=False)
+    yield
+    os.environ.pop("LIT_TASKS_RUN_DIR", None)  # a run folder chosen inside the test does not leak out
 
 
 # -- under CI, a skipped test is a failure --------------------------------------------------

@@ -483,3 +483,30 @@ def ner_args(tokenizer: Path, files: dict[str, Path], runs: Path, *extra: str) -
         "--run.loggers", "[csv]",
         *extra,
     ]
+
+
+# ------------------------------------------------------------------------ storage faults
+
+class FillsUp:
+    """A file opened for writing whose writes fail with OSError(`errno_`) once `room` bytes are
+    in it, the bytes that fit written first: a disk (ENOSPC) or quota (EDQUOT) filling up. Tests
+    put it in place of `open` in lit_tasks.checkpoint_io:
+    `monkeypatch.setattr(checkpoint_io, "open", lambda f, mode: FillsUp(open(f, mode), 3000, errno.ENOSPC), raising=False)`."""
+
+    def __init__(self, file, room: int, errno_: int):
+        self.file, self.room, self.errno = file, room, errno_
+
+    def write(self, data):
+        if self.file.tell() + len(data) > self.room:
+            self.file.write(bytes(data)[: max(0, self.room - self.file.tell())])
+            raise OSError(self.errno, os.strerror(self.errno))
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()

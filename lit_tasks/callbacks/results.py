@@ -5,22 +5,31 @@
      "best": {"monitor": "val/acc", "mode": "max", "score": .., "epoch": .., "metrics": {..}},
      "checkpoints": {"best": "...", "last": "..."}, "config": {...}, "seed": 42,
      "versions": {...}, "wall_time_s": {"fit": ..}, "throughput": {"train_samples_per_s": ..},
-     "skipped_samples": {"count": 0, "paths": []}, "history": [{"epoch": 0, ...}, ...]}
+     "skipped_samples": {"count": 0, "paths": []}, "history": [{"epoch": 0, ...}, ...],
+     "skipped_steps": {"count": 0, "steps": [], "allowed": 0}}
 
 `skipped_samples` counts distinct unreadable files met by global rank 0 (under DDP each
 rank meets its own shard's; the log of every rank names them).
+`skipped_steps` lists the training steps skipped for a non-finite loss
+(`run.skip_nonfinite_loss`, :mod:`lit_tasks.callbacks.nonfinite`), written by fit.
 
 Every fit / validate / test merges its part into the run folder's file, so `fit` followed
 by `test` (or a resumed fit) leaves one file with everything. Only global rank 0 writes.
 
 `status` is "running" from the start of a command (with the writing process's `pid` and
 `host`, so `python -m lit_tasks runs` can tell a killed run), then "finished", "failed"
-(with `error`) or "preempted" (stopped by SIGTERM, e.g. a cluster's preemption notice).
+(with `error`) or "preempted" (stopped by SIGTERM or the Slurm requeue signal). Each such stop
+is appended to `stops`: {"signal", "step", "checkpoint" (preempted.ckpt, or null when it came
+before training began), "requeue" (what happened to the Slurm job, or why it was not requeued),
+"requeued"}; a resumed run keeps the list. A logger that failed and was switched off mid-run
+(wandb, see :mod:`lit_tasks.loggers`) is named under `logger_errors`. When results.json itself
+cannot be written (disk full), the run goes on and the error is logged once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import socket
@@ -35,8 +44,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_tasks import plots
+from lit_tasks.callbacks.nonfinite import NonFiniteLoss
+from lit_tasks.callbacks.preemption import RequeueOnSignal
 
 MAX_LISTED_SKIPS = 100
+log = logging.getLogger(__name__)
 
 
 def package_versions() -> dict[str, str]:
@@ -67,8 +79,11 @@ def batch_size(batch: Any) -> int:
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (disk full): no partial file left
 
 
 class ResultsWriter(Callback):
@@ -88,6 +103,7 @@ class ResultsWriter(Callback):
         self._train_seconds = 0.0
         self._train_samples = 0
         self._mark: float | None = None
+        self._write_failed = False
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _start(self, trainer: L.Trainer, stage: str) -> None:
@@ -149,8 +165,15 @@ class ResultsWriter(Callback):
         self._finish(trainer, "test")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.results["status"] = "preempted" if isinstance(exception, SIGTERMException) else "failed"
-        self.results["error"] = f"{type(exception).__name__}: {exception}"[:2000]
+        if isinstance(exception, SIGTERMException):  # stopped by a signal, see callbacks/preemption.py
+            self.results["status"] = "preempted"
+            self.results.pop("error", None)
+            stops = [cb.stop_report(trainer) for cb in trainer.callbacks if isinstance(cb, RequeueOnSignal)]
+            if any(stops):
+                self.results.setdefault("stops", []).extend(stop for stop in stops if stop)
+        else:
+            self.results["status"] = "failed"
+            self.results["error"] = f"{type(exception).__name__}: {exception}"[:2000]
         self._write(trainer, None, final=False)
 
     # -- writing --------------------------------------------------------------------------
@@ -197,8 +220,20 @@ class ResultsWriter(Callback):
         if self._train_seconds > 0:
             results["throughput"] = {"train_samples_per_s": round(self._train_samples / self._train_seconds, 2)}
         results["skipped_samples"] = {"count": len(self.skipped), "paths": sorted(self.skipped)[:MAX_LISTED_SKIPS]}
+        guard = next((cb for cb in trainer.callbacks if isinstance(cb, NonFiniteLoss)), None)
+        if guard is not None and trainer.state.fn == "fit":  # a later test/validate keeps the fit's record
+            results["skipped_steps"] = guard.report()
         results["history"] = self.history
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(results, self.path)
-        if final and self.history:
-            plots.save(plots.learning_curves(self.history), self.run_dir / "curves.png")
+        failed_loggers = {getattr(lg, "kind", type(lg).__name__): lg.failure for lg in trainer.loggers
+                          if getattr(lg, "failure", None)}
+        if failed_loggers:
+            results.setdefault("logger_errors", {}).update(failed_loggers)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(results, self.path)
+            if final and self.history:
+                plots.save(plots.learning_curves(self.history), self.run_dir / "curves.png")
+        except OSError as exc:  # e.g. the disk is full: say so once, never stop the run for it
+            if not self._write_failed:
+                log.error(f"lit_tasks: cannot write {self.path} ({exc}); the run goes on without updating it")
+            self._write_failed = True

@@ -15,7 +15,11 @@ collective inside ``validation_step``.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
@@ -210,6 +214,60 @@ def training_sampler(dataset: Sized, trainer: Any = None, shuffle: bool = True,
     return ResumableSampler(dataset, shuffle=shuffle, **shard)
 
 
+class EndWithRank:
+    """``worker_init_fn`` of fork-server workers: the worker exits as soon as the rank process
+    that uses it has ended. Torch's own check in workers watches their parent process, which
+    here is the fork server; and the fork server lives as long as its workers do, so without
+    this the workers of a killed rank would wait forever (holding its output pipes open)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self, worker_id: int) -> None:
+        threading.Thread(target=self._watch, name="end-with-rank", daemon=True).start()
+
+    def _watch(self) -> None:
+        try:
+            select.select([os.pidfd_open(self.pid)], [], [])  # readable once the process has ended
+        except (AttributeError, OSError):  # no pidfd (old kernel or Python), or it has already ended
+            while _alive(self.pid):
+                time.sleep(1.0)
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def worker_context(dataset: Any, collate_fn: Any, num_workers: int, trainer: Any = None) -> Any:
+    """How DataLoader workers are started: None (fork, Linux's default) in a single process;
+    a ``forkserver`` context when this process is one rank of several.
+
+    A rank runs threads (gloo/NCCL, the launcher's observer, loggers); forking it while one of
+    them holds a lock leaves the child with that lock held forever, and the rank then hangs
+    starting the worker while the other ranks wait in a collective. The fork server is a
+    separate single-threaded process that forks the workers instead; it preloads torch and the
+    modules of the dataset and collate (the first worker waits for that once per rank), so each
+    worker starts as cheaply as a fork. The dataset and collate are pickled to the workers,
+    once per loader (workers are persistent); :class:`EndWithRank` ends them with their rank.
+    """
+    kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+    if kwargs is None and dist.is_available() and dist.is_initialized():
+        kwargs = {"num_replicas": dist.get_world_size()}
+    if num_workers == 0 or (kwargs or {}).get("num_replicas", 1) <= 1:
+        return None
+    context = multiprocessing.get_context("forkserver")
+    preload = {"__main__", "torch", type(dataset).__module__, getattr(collate_fn, "__module__", None)}
+    context.set_forkserver_preload(sorted(name for name in preload if name))  # read when the server starts
+    return context
+
+
 def split_loader(dataset: Sized, train: bool, batch_size: int, collate_fn: Any, num_workers: int = 0,
                  trainer: Any = None, lengths: Sized | None = None,
                  eval_sampler: Sampler | None = None) -> DataLoader:
@@ -219,12 +277,15 @@ def split_loader(dataset: Sized, train: bool, batch_size: int, collate_fn: Any, 
     :func:`training_sampler`, length-grouped when `lengths` are given. Evaluation: a plain
     loader over `eval_sampler`, by default the unpadded distributed one (None: one process).
     Worker seeds come from a generator of their own, so loading leaves the model's RNG alone.
+    Workers are persistent, and started by :func:`worker_context` (a fork server under DDP).
     """
     if train:
         loader, sampler = ResumableLoader, training_sampler(dataset, trainer, lengths=lengths, batch_size=batch_size)
     else:
         sampler = eval_sampler if eval_sampler is not None else distributed_eval_sampler(dataset, trainer)
         loader = DataLoader
+    context = worker_context(dataset, collate_fn, num_workers, trainer)
     return loader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
                   generator=torch.Generator().manual_seed(run_seed()), num_workers=num_workers,
-                  persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
+                  persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                  multiprocessing_context=context, worker_init_fn=EndWithRank(os.getpid()) if context else None)

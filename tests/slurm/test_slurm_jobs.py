@@ -6,7 +6,10 @@ which CI's .ci/run calls first). Skipped, saying why, when that cluster does not
 2. a 2-node job signalled with SIGUSR1 mid-epoch stops both ranks after the same step,
    checkpoints there, requeues itself, resumes in the same run folder and ends exactly as a
    2-process run never interrupted: same per-step losses, same weights (bitwise), same
-   validation and test metrics, the same number of steps.
+   validation and test metrics, the same number of steps;
+3. a job without --signal reaching its time limit checkpoints on Slurm's SIGTERM, requeues
+   itself and finishes in the second attempt; one cancelled with scancel checkpoints and stays
+   cancelled.
 """
 
 from __future__ import annotations
@@ -198,3 +201,76 @@ def test_sbatch_reads_quoted_paths_whole(tmp_path, slurm_env, monkeypatch):
     output = log_dir / f"tiny-{job_id}.out"
     assert output.is_file(), sorted(p.name for p in tmp_path.rglob("*"))
     assert f"ran in {workdir}" in output.read_text()
+
+
+def sbatch_without_signal(tmp_path: Path, time_limit: str, args: list[str]) -> str:
+    """Submits `srun python -m lit_tasks fit ARGS` as a hand-written job with no --signal: at
+    its end Slurm sends only SIGTERM, then SIGKILL KillWait (10 s here) later."""
+    import shlex
+    import sys
+
+    (tmp_path / "slurm").mkdir(exist_ok=True)
+    script = tmp_path / "slurm" / "plain.sbatch"
+    script.write_text("\n".join([
+        "#!/bin/bash", "#SBATCH --job-name=plain", f"#SBATCH --time={time_limit}", "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=1", "#SBATCH --requeue", "#SBATCH --open-mode=append",
+        f"#SBATCH --output={tmp_path / 'slurm'}/%x-%j.out", f"#SBATCH --chdir={REPO}",
+        'echo "job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}"',
+        f"srun {shlex.quote(sys.executable)} -m lit_tasks fit {shlex.join(args)}", ""]))
+    return slurm("sbatch", "--parsable", str(script)).strip().split(";")[0]
+
+
+def sigterm_args(image_folder: Path, runs: Path, gate: Path) -> list[str]:
+    """12 steps (6 per epoch), paused at the end of step 2 until a stop signal arrives."""
+    return [*tiny_args(image_folder, runs), "--data.batch_size", "4", "--trainer.log_every_n_steps", "1",
+            "--run.test_after_fit", "false", "--trainer.callbacks", "helpers.PauseAtStep",
+            "--trainer.callbacks.step", "2", "--trainer.callbacks.folder", str(gate),
+            "--trainer.callbacks.timeout", "300"]
+
+
+def test_job_at_its_time_limit_checkpoints_on_sigterm_and_requeues(tmp_path, image_folder, slurm_env):
+    """No --signal: the time limit (1 minute) ends the job with SIGTERM while it waits at step 2;
+    it checkpoints there, requeues itself (Reason=TimeLimit), and the second attempt resumes at
+    step 3 and finishes within its own minute."""
+    runs = tmp_path / "runs"
+    job_id = sbatch_without_signal(tmp_path, "1", sigterm_args(image_folder, runs, tmp_path / "gate"))
+    try:
+        wait_for(lambda: int(job_field(job_id, "Restarts")) >= 1, "the time limit and the requeue", timeout=240)
+        wait_for(lambda: job_field(job_id, "JobState") not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"),
+                 "the requeued job", timeout=180)
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True)
+    log = job_log(tmp_path)
+    assert job_field(job_id, "JobState") == "COMPLETED" and job_field(job_id, "Restarts") == "1", log[-3000:]
+    assert "DUE TO TIME LIMIT" in log and f"lit_tasks: job {job_id} requeued" in log
+    run_dir = runs / "tiny" / f"slurm-{job_id}"
+    assert checkpoint(run_dir / "checkpoints" / "preempted.ckpt")["global_step"] == 2
+    assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 12
+    assert [r["step"] for r in log_rows(run_dir) if "train/loss_step" in r] == [str(s) for s in range(12)]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "finished"
+    (stop,) = results["stops"]
+    assert stop["signal"] == "SIGTERM" and stop["step"] == 2 and stop["requeued"] is True
+
+
+def test_cancelled_job_checkpoints_and_is_not_requeued(tmp_path, image_folder, slurm_env):
+    """`scancel JOBID` sends the same SIGTERM as the time limit: the fit checkpoints, but the
+    job stays cancelled (Slurm says Reason=None, not TimeLimit)."""
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    job_id = sbatch_without_signal(tmp_path, "10", sigterm_args(image_folder, runs, gate))
+    try:
+        wait_for(lambda: (gate / "paused-0").exists() or job_field(job_id, "JobState") not in ("PENDING", "RUNNING"),
+                 "step 2")
+        assert (gate / "paused-0").exists(), job_log(tmp_path)[-3000:]
+        slurm("scancel", job_id)
+        wait_for(lambda: job_field(job_id, "JobState") not in ("RUNNING", "COMPLETING"), "the cancelled job")
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True)
+    log = job_log(tmp_path)
+    assert job_field(job_id, "JobState") == "CANCELLED" and job_field(job_id, "Restarts") == "0", log[-3000:]
+    run_dir = runs / "tiny" / f"slurm-{job_id}"
+    assert checkpoint(run_dir / "checkpoints" / "preempted.ckpt")["global_step"] == 2
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "preempted"
+    (stop,) = results["stops"]
+    assert stop["requeued"] is False and "it was cancelled (scancel)" in stop["requeue"], stop
