@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import interleaved_medians, timed  # noqa: E402  (the same clock for every benchmark)
 
 from lit_tasks.data import TextDataModule  # noqa: E402
+from lit_tasks import zoo  # noqa: E402
 from lit_tasks.zoo import bert  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def make_pair(args, tmp: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     else:
         hf = transformers.BertForSequenceClassification.from_pretrained(args.init_from, num_labels=args.num_labels)
     hf.save_pretrained(tmp)
-    return hf, bert.from_pretrained(tmp, head="sequence_classification", num_labels=args.num_labels)
+    return hf, zoo.from_pretrained(tmp, head="sequence_classification", num_labels=args.num_labels)
 
 
 def bench_model(args, batch: dict[str, torch.Tensor]) -> list[tuple[str, float, float]]:

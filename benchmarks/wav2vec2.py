@@ -3,7 +3,7 @@ threads, and the audio pipeline's throughput (AudioDataModule's train loader on 
 
 Model: a random `Wav2Vec2ForCTC` of the wav2vec2-base shape (12 layers, 768 wide, group-norm
 feature encoder; layerdrop set to 0 on both so every train step runs every layer) is written
-with `save_pretrained` and read back by `wav2vec2.from_pretrained(head="ctc")`, so both hold
+with `save_pretrained` and read back by `zoo.from_pretrained(head="ctc")`, so both hold
 identical weights (the script prints the largest logits difference). The batch is random audio,
 `--batch-size` clips of `--seconds` at 16 kHz, every other clip shorter by `--pad-fraction` and
 zero-padded (attention mask). After warm-up the repetitions alternate between the two; the table
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import interleaved  # noqa: E402  (the same clock for every benchmark)
 
 from lit_tasks.data import AudioDataModule  # noqa: E402
+from lit_tasks import zoo  # noqa: E402
 from lit_tasks.zoo import wav2vec2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def make_pair(preset: str, tmp: str) -> tuple[torch.nn.Module, torch.nn.Module, 
     torch.manual_seed(0)
     hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**config.to_hf()))
     hf.save_pretrained(tmp)
-    return hf, wav2vec2.from_pretrained(tmp, head="ctc"), config
+    return hf, zoo.from_pretrained(tmp, head="ctc"), config
 
 
 def make_batch(args, config: wav2vec2.Wav2Vec2Config) -> dict[str, torch.Tensor]:

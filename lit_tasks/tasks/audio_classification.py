@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lit_tasks import plots
+from lit_tasks import plots, zoo
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import audio_model
 from lit_tasks.tasks.base import TaskModule
+from lit_tasks.tasks.network import build_network
 
 STAGES = ("train", "val", "test")
 HEAD = "classification"
@@ -24,7 +25,7 @@ TOP = 5  # label/score pairs per predicted row
 class AudioClassification(TaskModule):
     """Classify audio clips into `num_classes` labels.
 
-    The network is `build_wav2vec2("classification", ...)`: the encoder's last state (or, with
+    The network is `build_network("audio", "classification", ...)`: the encoder's last state (or, with
     `backbone_config: {use_weighted_layer_sum: true}`, a learned softmax-weighted sum of all
     hidden states), a linear projection, the mean over the clip's real frames and a linear
     classifier. Real frames are those the attention mask keeps after the feature encoder's
@@ -73,8 +74,9 @@ class AudioClassification(TaskModule):
                               "(the train data has fewer)")
         self.label_names = list(label_names) if label_names else [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing
-        self.net = audio_model.build_wav2vec2(HEAD, backbone, backbone_config, init_from, num_classes,
-                                              freeze_feature_encoder)
+        self.net = build_network("audio", HEAD, backbone, backbone_config, init_from, num_classes)
+        if freeze_feature_encoder:
+            self.net.freeze_feature_encoder()
         collection = MetricCollection(
             {"acc": MulticlassAccuracy(num_classes, average="micro"), "f1": MulticlassF1Score(num_classes, average="macro")},
             compute_groups=False,  # grouping shares state between metrics whose states merely look equal
@@ -151,7 +153,7 @@ class AudioClassification(TaskModule):
 
     def spec(self) -> dict[str, Any]:
         """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return {**audio_model.spec(self.net), "num_classes": len(self.label_names)}
+        return zoo.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
         preprocessor = self.data_preprocessor()

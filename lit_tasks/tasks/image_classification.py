@@ -13,6 +13,7 @@ from lit_tasks import plots, zoo
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.base import TaskModule
+from lit_tasks.tasks.network import build_network
 
 STAGES = ("train", "val", "test")
 SAMPLES = 16  # images in the sample-prediction grid
@@ -21,15 +22,15 @@ SAMPLES = 16  # images in the sample-prediction grid
 class ImageClassification(TaskModule):
     """Classify images into `num_classes` labels.
 
-    The network is built from a zoo preset (`backbone`, with `backbone_config` overriding
-    preset fields) or read from an HF-format folder (`init_from`, e.g. a downloaded
+    The network is `build_network("image", "classification", ...)`: a zoo preset (`backbone`,
+    with `backbone_config` overriding preset fields) or an HF-format folder (`init_from`, e.g. a downloaded
     google/vit-base-patch16-224); a checkpoint whose head has another number of classes
     gets a fresh head. `num_classes` and `label_names` come from the DataModule.
 
     Batches: {"pixel_values": (B, 3, H, W) float, "labels": (B,) long, "paths": list[str]}.
 
     Args:
-        backbone: zoo preset name (see `lit_tasks.zoo.PRESETS`), e.g. "vit-base-patch16-224".
+        backbone: an image preset of the zoo (`lit_tasks.zoo.PRESETS`), e.g. "vit-base-patch16-224".
         backbone_config: preset fields to override, e.g. {"image_size": 32, "patch_size": 4}.
         init_from: HF-format folder (config.json + safetensors) to fine-tune from.
         num_classes: number of labels (linked from the data).
@@ -61,7 +62,7 @@ class ImageClassification(TaskModule):
         if label_names is not None and len(label_names) != num_classes:
             raise ConfigError(f"model.label_names has {len(label_names)} names but num_classes is {num_classes}")
         self.label_names = list(label_names) if label_names else [str(i) for i in range(num_classes)]
-        self.net = self._build(backbone, backbone_config, init_from, num_classes)
+        self.net = build_network("image", "classification", backbone, backbone_config, init_from, num_classes)
         self.label_smoothing = label_smoothing
         metrics = MetricCollection(
             {
@@ -77,28 +78,6 @@ class ImageClassification(TaskModule):
         self.confusion = torch.nn.ModuleDict({stage: MulticlassConfusionMatrix(num_classes) for stage in ("val", "test")})
         self._samples: dict[str, tuple[list[torch.Tensor], list[int], list[int]]] = {}
         self._confusion: dict[str, torch.Tensor] = {}
-
-    @staticmethod
-    def _build(backbone: str | None, backbone_config: dict | None, init_from: str | None, num_classes: int):
-        if init_from is None:
-            if backbone is None:
-                raise ConfigError(
-                    "set model.backbone to a zoo preset "
-                    f"({', '.join(sorted(zoo.PRESETS))}) or model.init_from to an HF-format folder"
-                )
-            return zoo.build_classifier(backbone, num_classes, backbone_config)
-        if backbone_config:
-            raise ConfigError("model.backbone_config cannot change a pretrained model (model.init_from); drop one of them")
-        family = zoo.detect_family(init_from)
-        if family not in zoo.FAMILIES:
-            raise ConfigError(f"model.init_from {init_from} holds a '{family}' model, not an image backbone "
-                              f"({', '.join(sorted(zoo.FAMILIES))})")
-        if backbone is not None and zoo.PRESETS.get(backbone, (backbone,))[0] != family:
-            raise ConfigError(
-                f"model.init_from {init_from} holds a '{family}' model but model.backbone is '{backbone}'; "
-                "drop model.backbone (the folder's config.json defines the architecture) or pick a matching one"
-            )
-        return zoo.from_pretrained(init_from, num_classes=num_classes)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values)  # (B, num_classes)

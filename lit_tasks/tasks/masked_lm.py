@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import build_bert, tokenizer_files
+from lit_tasks.tasks.network import build_network
+from lit_tasks.tasks.text_model import tokenizer_files
 
 STAGES = ("train", "val", "test")
 IGNORE = -100  # label of positions that are not predicted (lit_tasks.data.masked_lm)
@@ -45,7 +47,7 @@ class MaskedLanguageModeling(TaskModule):
     """Pretrain BERT with the masked-LM objective (Devlin et al. 2019, Sec. 3.1, Task #1) and,
     when the data gives ``next_sentence_label``, next-sentence prediction (Task #2).
 
-    The network is ``build_bert("pretraining", ...)``: the encoder, an MLM head whose decoder
+    The network is ``build_network("text", "pretraining", ...)``: the encoder, an MLM head whose decoder
     is the word-embedding matrix (tied) and an NSP classifier on the pooler. From scratch
     (``backbone`` preset + ``backbone_config``) the embedding gets ``vocab_size`` rows, linked
     from the DataModule's tokenizer; with ``init_from`` the checkpoint's vocabulary must be
@@ -92,7 +94,7 @@ class MaskedLanguageModeling(TaskModule):
                 raise ConfigError(f"model.backbone_config.vocab_size is {config['vocab_size']} but the tokenizer has "
                                   f"{vocab_size} tokens; drop backbone_config.vocab_size (it comes from the data)")
             config["vocab_size"] = vocab_size
-        self.net = build_bert("pretraining", backbone, config or None, init_from)
+        self.net = build_network("text", "pretraining", backbone, config or None, init_from)
         if vocab_size is not None and self.net.config.vocab_size != vocab_size:
             raise ConfigError(
                 f"model.init_from {init_from} has a vocabulary of {self.net.config.vocab_size} tokens but the "
@@ -164,7 +166,7 @@ class MaskedLanguageModeling(TaskModule):
     def export_metadata(self) -> dict[str, Any]:
         config = self.net.config.to_hf()
         return {"bert_config": config, "head": "pretraining", "tokenizer_files": tokenizer_files(self),
-                "spec": {"family": "bert", "head": "pretraining", "config": config}}
+                "spec": zoo.spec(self.net)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lit_tasks", {}).get("bert_config")

@@ -11,12 +11,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.metrics.squad import SquadScores, score_question
 from lit_tasks.tasks.answer_spans import AnswerCollector, Question, decide, merge_questions, window_candidates
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
+from lit_tasks.tasks.network import build_network
+from lit_tasks.tasks.text_model import attached_text_data, tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def span_loss(start: torch.Tensor, end: torch.Tensor, start_positions: torch.Ten
 class QuestionAnswering(TaskModule):
     """Find the answer to a question as a span of its context.
 
-    The network is `build_bert("question_answering", ...)`: a zoo preset (`backbone`, with
+    The network is `build_network("text", "question_answering", ...)`: a zoo preset (`backbone`, with
     `backbone_config` overriding preset fields) or an HF-format folder (`init_from`, e.g.
     all-MiniLM-L6-v2, whose span head is then freshly initialised). The CLI links `init_from`
     to the DataModule's `preprocessor`, so the folder's tokenizer is used.
@@ -87,7 +89,7 @@ class QuestionAnswering(TaskModule):
             raise ConfigError(f"model.n_best ({n_best}) and model.max_answer_length ({max_answer_length}) must be >= 1")
         self.n_best, self.max_answer_length = n_best, max_answer_length
         self.null_answers, self.null_threshold = null_answers, null_threshold
-        self.net = build_bert(HEAD, backbone, backbone_config, init_from)
+        self.net = build_network("text", HEAD, backbone, backbone_config, init_from)
         self.squad = torch.nn.ModuleDict({s: SquadScores() for s in EVAL_STAGES})
         self.losses = torch.nn.ModuleDict({s: MeanMetric() for s in EVAL_STAGES})  # window-weighted under DDP
         self.collectors = {s: AnswerCollector() for s in (*EVAL_STAGES, "predict")}
@@ -193,7 +195,7 @@ class QuestionAnswering(TaskModule):
 
     def spec(self) -> dict[str, Any]:
         """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return {"family": self.net.family, "head": HEAD, "config": self.net.config.to_hf()}
+        return zoo.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
         return {"spec": self.spec(), "n_best": self.n_best, "max_answer_length": self.max_answer_length,

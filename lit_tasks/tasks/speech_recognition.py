@@ -10,10 +10,12 @@ from typing import Any, Literal
 import torch
 from torchmetrics import MeanMetric
 
+from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError, ConfigError, DataError
 from lit_tasks.metrics.asr import ErrorRate
 from lit_tasks.tasks import audio_model
 from lit_tasks.tasks.base import TaskModule
+from lit_tasks.tasks.network import build_network
 from lit_tasks.tasks.ctc_decoding import greedy_decode, prefix_beam_search
 from lit_tasks.text.char_vocab import VOCAB_FILE, CharVocab, TextNormalizer
 from lit_tasks.zoo.wav2vec2 import ctc_loss
@@ -55,7 +57,7 @@ class SpeechRecognition(TaskModule):
 
     Args:
         backbone, backbone_config, init_from, freeze_feature_encoder: the network
-            (`lit_tasks.tasks.audio_model.build_wav2vec2`).
+            (`lit_tasks.tasks.network.build_network`).
         vocab: vocab.json (or a folder with one); see above.
         word_delimiter: the vocabulary's token for the space between words.
         case, remove_chars: text normalisation.
@@ -104,7 +106,9 @@ class SpeechRecognition(TaskModule):
             vocab = init_from
         self.vocab: CharVocab | None = None
         # Without a vocabulary yet, the head keeps the preset's / checkpoint's size until `setup`.
-        self.net = audio_model.build_wav2vec2(HEAD, backbone, backbone_config, init_from, None, freeze_feature_encoder)
+        self.net = build_network("audio", HEAD, backbone, backbone_config, init_from)
+        if freeze_feature_encoder:
+            self.net.freeze_feature_encoder()
         if vocab is not None:
             self._set_vocab(CharVocab.from_file(vocab, word_delimiter))
         self.losses = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})  # utterance-weighted under DDP
@@ -295,7 +299,7 @@ class SpeechRecognition(TaskModule):
 
     def spec(self) -> dict[str, Any]:
         """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return audio_model.spec(self.net)
+        return zoo.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
         preprocessor = self.data_preprocessor()

@@ -14,10 +14,12 @@ from torchmetrics.classification import (
 )
 
 from lit_tasks import plots
+from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
+from lit_tasks.tasks.network import build_network
+from lit_tasks.tasks.text_model import attached_text_data, tokenizer_files
 
 STAGES = ("train", "val", "test")
 HEAD = "sequence_classification"
@@ -33,7 +35,7 @@ def _describe(spec: dict[str, Any]) -> str:
 class TextClassification(TaskModule):
     """Classify texts (or text pairs) into `num_classes` labels.
 
-    The network is `build_bert("sequence_classification", ...)`: a zoo preset (`backbone`,
+    The network is `build_network("text", "sequence_classification", ...)`: a zoo preset (`backbone`,
     with `backbone_config` overriding preset fields) or an HF-format folder (`init_from`, e.g.
     all-MiniLM-L6-v2) whose classifier is re-initialised when it has another number of labels.
     The CLI links `init_from` to the DataModule's `preprocessor`, so the folder's tokenizer is
@@ -92,7 +94,7 @@ class TextClassification(TaskModule):
             raise ConfigError(f"model.threshold is {threshold}; expected a probability strictly between 0 and 1")
         self.label_names = list(label_names) if label_names else [str(i) for i in range(num_classes)]
         self.multi_label, self.threshold, self.label_smoothing = multi_label, threshold, label_smoothing
-        self.net = build_bert(HEAD, backbone, backbone_config, init_from, num_classes)
+        self.net = build_network("text", HEAD, backbone, backbone_config, init_from, num_classes)
         if multi_label:
             self.monitor = ("val/f1", "max")
             metrics = {
@@ -218,8 +220,7 @@ class TextClassification(TaskModule):
 
     def spec(self) -> dict[str, Any]:
         """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return {"family": self.net.family, "head": HEAD, "config": self.net.config.to_hf(),
-                "num_classes": self.net.num_labels}
+        return zoo.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
         return {"spec": self.spec(), "label_names": self.label_names, "multi_label": self.multi_label,

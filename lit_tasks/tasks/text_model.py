@@ -1,58 +1,11 @@
-"""Building the BERT-family network of a text task: from a zoo preset or an HF-format folder.
-
-Every text task (classification, tokens, QA, masked-LM pretraining) takes the same three
-arguments for its network and calls `build_bert` with the head it needs:
-
-    backbone="all-minilm-l6-v2", backbone_config={"num_hidden_layers": 2}   # from scratch
-    init_from="path/to/all-MiniLM-L6-v2"                                     # fine-tune
-"""
+"""What the text tasks share about their network: checks against the attached data, and the
+tokenizer files stored in checkpoints. (The network itself: `lit_tasks.tasks.network`.)"""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from torch import nn
-
 from lit_tasks.errors import ConfigError
-from lit_tasks.zoo import bert
-from lit_tasks.zoo.base import config_from_dict
-
-LABEL_HEADS = ("sequence_classification", "token_classification")
-
-
-def build_bert(
-    head: str,
-    backbone: str | None,
-    backbone_config: dict[str, Any] | None,
-    init_from: str | None,
-    num_labels: int | None = None,
-) -> nn.Module:
-    """The `head` model of `lit_tasks.zoo.bert.HEADS`; `num_labels` for the label heads only.
-
-    With `init_from` the folder's config.json defines the architecture (a classifier of
-    another size is re-initialised, with a warning); otherwise the preset `backbone` with the
-    fields of `backbone_config` replaced (e.g. `vocab_size` of a tokenizer trained from scratch).
-    """
-    labels = {"num_labels": num_labels} if head in LABEL_HEADS else {}
-    if init_from is not None:
-        if backbone_config:
-            raise ConfigError("model.backbone_config cannot change a pretrained model (model.init_from); "
-                              "drop one of them")
-        if backbone is not None:
-            raise ConfigError("model.backbone and model.init_from both given: the folder's config.json defines "
-                              "the architecture; drop model.backbone")
-        return bert.from_pretrained(init_from, head=head, **labels)
-    if backbone not in bert.PRESETS:
-        raise ConfigError(f"model.backbone is {backbone!r}; set it to a BERT preset ({', '.join(sorted(bert.PRESETS))}) "
-                          "or set model.init_from to an HF-format folder")
-    config = bert.PRESETS[backbone]
-    if backbone_config:
-        fields = {**dataclasses.asdict(config), **backbone_config}
-        config = config_from_dict(bert.BertConfig, fields, source="model.backbone_config")
-        config.check("model.backbone_config")
-    model = bert.HEADS[head](config, **labels)
-    return model
 
 
 def attached_text_data(task: Any) -> Any | None:

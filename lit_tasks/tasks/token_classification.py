@@ -11,11 +11,13 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_tasks import plots
+from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.metrics.entities import EntityScores, entity_spans, iob2_types
 from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.text_model import attached_text_data, build_bert, tokenizer_files
+from lit_tasks.tasks.network import build_network
+from lit_tasks.tasks.text_model import attached_text_data, tokenizer_files
 
 STAGES = ("train", "val", "test")
 HEAD = "token_classification"
@@ -25,7 +27,7 @@ IGNORE = -100
 class TokenClassification(TaskModule):
     """Tag every word of a sentence with one of `num_classes` tags.
 
-    The network is `build_bert("token_classification", ...)`: a zoo preset (`backbone`, with
+    The network is `build_network("text", "token_classification", ...)`: a zoo preset (`backbone`, with
     `backbone_config` overriding preset fields) or an HF-format folder (`init_from`, e.g.
     all-MiniLM-L6-v2, whose tokenizer the CLI then hands to the data). `num_classes` and
     `label_names` (the tags) come from the data.
@@ -76,7 +78,7 @@ class TokenClassification(TaskModule):
                               "(the train data has fewer)")
         self.label_names = list(label_names) if label_names else [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing
-        self.net = build_bert(HEAD, backbone, backbone_config, init_from, num_classes)
+        self.net = build_network("text", HEAD, backbone, backbone_config, init_from, num_classes)
         self.iob2 = iob2_types(self.label_names) is not None
         if not self.iob2:
             self.monitor = ("val/acc", "max")
@@ -199,8 +201,7 @@ class TokenClassification(TaskModule):
 
     def spec(self) -> dict[str, Any]:
         """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return {"family": self.net.family, "head": HEAD, "config": self.net.config.to_hf(),
-                "num_classes": self.net.num_labels}
+        return zoo.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
         return {"spec": self.spec(), "label_names": self.label_names, "tokenizer_files": tokenizer_files(self)}

@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, Metric
 
+from lit_tasks import zoo
 from lit_tasks.data.samplers import run_seed
 from lit_tasks.errors import CheckpointError, ConfigError
 from lit_tasks.tasks import audio_model
 from lit_tasks.tasks.base import TaskModule
+from lit_tasks.tasks.network import build_network
 from lit_tasks.zoo.wav2vec2 import span_mask
 from lit_tasks.zoo.wav2vec2_pretraining import codebook_perplexity, contrastive_logits, diversity_loss, sample_negatives
 
@@ -78,7 +80,7 @@ def draw_masks(frames: torch.Tensor, num_frames: int, seeds: list[int], mask_pro
 class Wav2Vec2Pretraining(TaskModule):
     """Pretrain a wav2vec2 on unlabelled audio with the contrastive task (Sec. 3.2).
 
-    The network is `build_wav2vec2("pretraining", ...)` (`lit_tasks.zoo.wav2vec2_pretraining`):
+    The network is `build_network("audio", "pretraining", ...)` (`lit_tasks.zoo.wav2vec2_pretraining`):
     the context network sees the projected conv features with masked spans replaced by a
     learned vector; a Gumbel product quantizer (G groups of V codes) discretises the unmasked
     features. For every masked frame t the loss picks the quantized q_t among q_t and K
@@ -118,7 +120,7 @@ class Wav2Vec2Pretraining(TaskModule):
     "attention_mask": (B, L) long, "paths": list of B paths}.
 
     Args:
-        backbone, backbone_config, init_from: the network (`audio_model.build_wav2vec2`); the
+        backbone, backbone_config, init_from: the network (`lit_tasks.tasks.network.build_network`); the
             codebook is set by backbone_config's num_codevector_groups, num_codevectors_per_group,
             codevector_dim and proj_codevector_dim, kappa by contrastive_logits_temperature.
         mask_prob, mask_length, mask_min_spans: the masks (above).
@@ -165,7 +167,7 @@ class Wav2Vec2Pretraining(TaskModule):
             raise ConfigError(f"the Gumbel temperature schedule needs 0 < model.min_gumbel_temperature "
                               f"({min_gumbel_temperature}) <= model.max_gumbel_temperature ({max_gumbel_temperature}) "
                               f"and 0 < model.gumbel_temperature_decay ({gumbel_temperature_decay}) <= 1")
-        self.net = audio_model.build_wav2vec2(HEAD, backbone, backbone_config, init_from)
+        self.net = build_network("audio", HEAD, backbone, backbone_config, init_from)
         config = self.net.config
         if not hasattr(self.net.wav2vec2, "masked_spec_embed"):
             raise ConfigError("the wav2vec2 has no mask embedding (its config has mask_time_prob and mask_feature_prob "
@@ -282,7 +284,7 @@ class Wav2Vec2Pretraining(TaskModule):
 
     def spec(self) -> dict[str, Any]:
         """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return audio_model.spec(self.net)
+        return zoo.spec(self.net)
 
     def export_metadata(self) -> dict[str, Any]:
         preprocessor = self.data_preprocessor()

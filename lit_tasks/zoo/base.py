@@ -9,6 +9,10 @@ the maps of `out_indices` (negative ones count from the end; default: the backbo
 hierarchical backbone). Heads and necks (DETR, SegFormer, Mask2Former, GLPN) are built from
 that contract alone, so any registered backbone fits any dense head; tests/zoo/
 test_backbone_contract.py checks every backbone of the registry against it.
+
+Every family (vision or not) also describes the models it offers as `HEADS`, a dict of
+:class:`Head` records, from which `lit_tasks.zoo.from_pretrained` / `save_pretrained` load and
+write HF folders; see `lit_tasks/zoo/registry.py` for the whole family protocol.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -78,6 +82,34 @@ def config_from_dict(cls: type, values: dict[str, Any], *, source: str, ignore: 
 
 
 @dataclass(frozen=True)
+class Head:
+    """One model a family offers: its base model, or the base model with a head on top.
+
+    architecture: the HF class name, written to and read from config.json's "architectures".
+    model: our class; `save_pretrained` and `spec` recognise a model by it (exactly, no subclasses).
+    build: `build(config)`, or `build(config, size)` for a head with an output layer; default: `model`.
+    parts: the HF key prefixes (at the top level of a head checkpoint) of the head's own tensors.
+    output: the name (ours and HF's alike) of the Linear whose size may differ from the checkpoint's.
+    size_field: what sizes `output`: a config field ("vocab_size") or "num_labels" (the label
+        names, config.json's id2label).
+    tied: HF keys a checkpoint may repeat -> the key (in a head checkpoint's names) it must equal.
+    """
+
+    architecture: str
+    model: type[nn.Module]
+    build: Callable[..., nn.Module] | None = None
+    parts: tuple[str, ...] = ()
+    output: str | None = None
+    size_field: str | None = None
+    tied: tuple[tuple[str, str], ...] = ()
+
+    def make(self, config: Any, size: int | None = None) -> nn.Module:
+        """A randomly initialised model of this head; `size` for a head with an output layer."""
+        build = self.build or self.model
+        return build(config) if self.output is None else build(config, size)
+
+
+@dataclass(frozen=True)
 class FeatureInfo:
     """What one level of `forward_features` holds: channels and stride w.r.t. the input."""
 
@@ -102,12 +134,10 @@ class BackboneOutput:
 class Backbone(nn.Module):
     """Base class of the zoo's vision backbones.
 
-    Subclasses set `family` (the registry name, e.g. "vit"), keep their config
-    dataclass in `self.config`, fill `self.feature_info` and `self.num_features`, and
-    implement `forward`, `forward_features` and `layer_index`.
+    Subclasses keep their config dataclass in `self.config`, fill `self.feature_info` and
+    `self.num_features`, and implement `forward`, `forward_features` and `layer_index`.
     """
 
-    family: ClassVar[str]
     config: Any
     feature_info: list[FeatureInfo]
     num_features: int  # width of `forward_pooled`'s output

@@ -7,8 +7,9 @@ of post-LN Transformer encoder blocks follows (Vaswani et al. 2017, Sec. 3.1), a
 that the sequence-classification and next-sentence heads read. Heads return raw logits;
 losses belong to the tasks.
 
-Weights load from HF-format folders (`model_type: "bert"`) with or without the `bert.`
-prefix (sentence-transformers checkpoints have none). Our parameter names, HF's in brackets:
+Weights load from HF-format folders (`model_type: "bert"`) through `lit_tasks.zoo.from_pretrained`,
+with or without the `bert.` prefix (sentence-transformers checkpoints have none), the pooler
+optional (OPTIONAL_HF_PARTS). Our parameter names, HF's in brackets:
     embeddings.{word,position,token_type}_embeddings, embeddings.norm  [embeddings.LayerNorm]
     layers.{i}.attn.qkv        [encoder.layer.{i}.attention.self.{query,key,value}], fused
     layers.{i}.attn.proj, .attn_norm   [.attention.output.dense, .attention.output.LayerNorm]
@@ -24,26 +25,21 @@ reference implementation).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import config_from_dict
-
-from lit_tasks.errors import ConfigError, LoadError
-from lit_tasks.zoo.hub import CONFIG_FILE, check_weights, read_config, read_weights, write_folder
+from lit_tasks.errors import ConfigError
+from lit_tasks.zoo import keymaps
+from lit_tasks.zoo.base import Head, config_from_dict
 from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
 
-log = logging.getLogger("lit_tasks")
-
 MODEL_TYPE = "bert"
+MODALITY = "text"
 HF_BASE_PREFIX = "bert"
 
 # Saved by old transformers versions; a training-time switch that does not change the model.
@@ -182,9 +178,6 @@ class Block(nn.Module):
 class Bert(nn.Module):
     """The BERT encoder, equal to HF `BertModel(add_pooling_layer=...)`."""
 
-    family = "bert"
-    hf_architecture = "BertModel"
-
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
         config.check("BertConfig")
@@ -238,21 +231,12 @@ class Bert(nn.Module):
         return int(match.group(1)) + 1
 
 
-MODEL = Bert
-
-
 # ----------------------------------------------------------------------------------------
 # Heads. Each holds the encoder as `self.bert` and returns raw logits.
 class BertWithHead(nn.Module):
-    """What the heads share: the encoder (`self.bert`), their HF names and their lr-decay depth.
+    """What the heads share: the encoder (`self.bert`) and their lr-decay depth. `uses_pooler`
+    says whether the head reads the pooler, which the encoder then has."""
 
-    `hf_parts` are the HF key prefixes of the head's own tensors; `uses_pooler` says
-    whether the head reads the pooler, which the encoder then has.
-    """
-
-    family = "bert"
-    hf_architecture: ClassVar[str]
-    hf_parts: ClassVar[tuple[str, ...]]
     uses_pooler: ClassVar[bool]
 
     def __init__(self, config: BertConfig):
@@ -279,8 +263,6 @@ class BertWithHead(nn.Module):
 class _LabelHead(BertWithHead):
     """Dropout + Linear(D, num_labels) on what `_features` gives (the pooled or every token)."""
 
-    hf_parts = ("classifier.",)
-
     def __init__(self, config: BertConfig, num_labels: int):
         super().__init__(config)
         if num_labels < 1:
@@ -301,7 +283,6 @@ class _LabelHead(BertWithHead):
 class BertForSequenceClassification(_LabelHead):
     """One label per sequence, read from the pooled [CLS] (Sec. 4.1) -> (B, num_labels) logits."""
 
-    hf_architecture = "BertForSequenceClassification"
     uses_pooler = True
 
     def _features(self, out: TextOutput) -> Tensor:
@@ -311,7 +292,6 @@ class BertForSequenceClassification(_LabelHead):
 class BertForTokenClassification(_LabelHead):
     """One label per token (Sec. 5.3, CoNLL-2003 NER) -> (B, T, num_labels) logits."""
 
-    hf_architecture = "BertForTokenClassification"
     uses_pooler = False
 
     def _features(self, out: TextOutput) -> Tensor:
@@ -326,8 +306,6 @@ class SpanLogits(NamedTuple):
 class BertForQuestionAnswering(BertWithHead):
     """Answer-span start and end scores per token (Sec. 4.2, SQuAD): Linear(D, 2)."""
 
-    hf_architecture = "BertForQuestionAnswering"
-    hf_parts = ("qa_outputs.",)
     uses_pooler = False
 
     def __init__(self, config: BertConfig):
@@ -363,8 +341,6 @@ class MaskedLMHead(nn.Module):
 class BertForPreTraining(BertWithHead):
     """Masked LM (Sec. 3.1, Task #1) and next-sentence prediction (Task #2) heads."""
 
-    hf_architecture = "BertForPreTraining"
-    hf_parts = ("cls.predictions.", "cls.seq_relationship.")
     uses_pooler = True
 
     def __init__(self, config: BertConfig):
@@ -383,231 +359,58 @@ class BertForPreTraining(BertWithHead):
         )
 
 
-HEADS: dict[str, type[nn.Module]] = {
-    "base": Bert,
-    "sequence_classification": BertForSequenceClassification,
-    "token_classification": BertForTokenClassification,
-    "question_answering": BertForQuestionAnswering,
-    "pretraining": BertForPreTraining,
+MODEL = Bert
+BLOCKS = (Block,)
+
+_LABELS = dict(parts=("classifier.",), output="classifier", size_field="num_labels")
+HEADS: dict[str, Head] = {
+    "base": Head("BertModel", Bert),
+    "sequence_classification": Head("BertForSequenceClassification", BertForSequenceClassification, **_LABELS),
+    "token_classification": Head("BertForTokenClassification", BertForTokenClassification, **_LABELS),
+    "question_answering": Head("BertForQuestionAnswering", BertForQuestionAnswering, parts=("qa_outputs.",)),
+    # Older checkpoints repeat the tied MLM decoder (cls.predictions.decoder.*).
+    "pretraining": Head("BertForPreTraining", BertForPreTraining, parts=("cls.predictions.", "cls.seq_relationship."),
+                        tied=(("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
+                              ("cls.predictions.decoder.bias", "cls.predictions.bias"))),
 }
+# The pooler: `Bert` has one iff its checkpoint has; heads that read it get a fresh one when absent
+# (a checkpoint saved with add_pooling_layer=False, as BertForMaskedLM does).
+OPTIONAL_HF_PARTS = {"pooler.": "pooler"}
+# An arange that older checkpoints (google-bert/bert-base-uncased) keep and we compute.
+IGNORED_HF_KEYS = (r"embeddings\.position_ids",)
+# Older checkpoints name LayerNorm parameters gamma / beta.
+HF_RENAMES = ((r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias"))
 
 
 # ----------------------------------------------------------------------------------------
-# HF key names. Encoder keys may sit under "bert." (kept as is on both sides).
-def _weight_bias(hf: str, ours: str) -> dict[str, str]:
-    return {f"{hf}.{kind}": f"{ours}.{kind}" for kind in ("weight", "bias")}
-
-
-_BLOCK_KEYS = {  # per block i: HF "encoder.layer.{i}." + left, ours "layers.{i}." + right
+# HF key names -> ours, as module paths: first those inside a block, then the others (encoder
+# keys may sit under "bert.", kept as is). query/key/value are concatenated into our fused qkv.
+_HF_QKV = ("attention.self.query", "attention.self.key", "attention.self.value")
+_BLOCK_NAMES = {
     "attention.output.dense": "attn.proj",
     "attention.output.LayerNorm": "attn_norm",
     "intermediate.dense": "mlp.fc1",
     "output.dense": "mlp.fc2",
     "output.LayerNorm": "mlp_norm",
 }
-_TOP_KEYS = {
-    **{f"embeddings.{name}.weight": f"embeddings.{name}.weight"
-       for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")},
-    **_weight_bias("embeddings.LayerNorm", "embeddings.norm"),
-    **_weight_bias("pooler.dense", "pooler"),
+_NAMES = {  # the first that fits: a longer path before a shorter one it starts with
+    "encoder.layer": "layers",
+    "embeddings.LayerNorm": "embeddings.norm",
+    "pooler.dense": "pooler",
+    "cls.predictions.transform.dense": "mlm.dense",
+    "cls.predictions.transform.LayerNorm": "mlm.norm",
+    "cls.predictions": "mlm",  # its bias
+    "cls.seq_relationship": "nsp",
 }
-_HEAD_KEYS = {
-    **_weight_bias("classifier", "classifier"),
-    **_weight_bias("qa_outputs", "qa_outputs"),
-    **_weight_bias("cls.predictions.transform.dense", "mlm.dense"),
-    **_weight_bias("cls.predictions.transform.LayerNorm", "mlm.norm"),
-    "cls.predictions.bias": "mlm.bias",
-    **_weight_bias("cls.seq_relationship", "nsp"),
-}
-_HF_QKV = ("attention.self.query", "attention.self.key", "attention.self.value")
-_HF_BLOCK = re.compile(r"(bert\.)?encoder\.layer\.(\d+)\.(.+)\.(weight|bias)")
-_OUR_BLOCK = re.compile(r"(bert\.)?layers\.(\d+)\.(.+)\.(weight|bias)")
 
 
 def hf_to_ours(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """HF BERT keys (with or without "bert.") -> our state_dict keys. Keys it does not
     know pass through unchanged, so that a strict load names them."""
-    ours, qkv_parts = {}, {}
-    for key, tensor in sd.items():
-        prefix, rest = ("bert.", key[5:]) if key.startswith("bert.") else ("", key)
-        match = _HF_BLOCK.fullmatch(key)
-        if key in _HEAD_KEYS:
-            ours[_HEAD_KEYS[key]] = tensor
-        elif rest in _TOP_KEYS:
-            ours[prefix + _TOP_KEYS[rest]] = tensor
-        elif match and match.group(3) in _BLOCK_KEYS:
-            _, i, name, kind = match.groups()
-            ours[f"{prefix}layers.{i}.{_BLOCK_KEYS[name]}.{kind}"] = tensor
-        elif match and match.group(3) in _HF_QKV:
-            _, i, name, kind = match.groups()
-            qkv_parts.setdefault((prefix, i, kind), {})[name] = tensor
-        else:
-            ours[key] = tensor
-    for (prefix, i, kind), parts in qkv_parts.items():
-        if set(parts) == set(_HF_QKV):
-            ours[f"{prefix}layers.{i}.attn.qkv.{kind}"] = torch.cat([parts[name] for name in _HF_QKV], dim=0)
-        else:  # incomplete: keep the HF names so that a strict load shows them
-            ours.update({f"{prefix}encoder.layer.{i}.{name}.{kind}": t for name, t in parts.items()})
-    return ours
+    return keymaps.rename(keymaps.rename(keymaps.fuse(sd, _HF_QKV, "attn.qkv"), _BLOCK_NAMES), _NAMES)
 
 
 def ours_to_hf(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """The exact inverse of `hf_to_ours`."""
-    head = {our: hf for hf, our in _HEAD_KEYS.items()}
-    top = {our: hf for hf, our in _TOP_KEYS.items()}
-    block = {our: hf for hf, our in _BLOCK_KEYS.items()}
-    hf = {}
-    for key, tensor in sd.items():
-        prefix, rest = ("bert.", key[5:]) if key.startswith("bert.") else ("", key)
-        match = _OUR_BLOCK.fullmatch(key)
-        if key in head:
-            hf[head[key]] = tensor
-        elif rest in top:
-            hf[prefix + top[rest]] = tensor
-        elif match and match.group(3) in block:
-            _, i, name, kind = match.groups()
-            hf[f"{prefix}encoder.layer.{i}.{block[name]}.{kind}"] = tensor
-        elif match and match.group(3) == "attn.qkv":
-            _, i, _, kind = match.groups()
-            for name, chunk in zip(_HF_QKV, tensor.chunk(3, dim=0)):
-                hf[f"{prefix}encoder.layer.{i}.{name}.{kind}"] = chunk
-        else:
-            hf[key] = tensor
-    return hf
-
-
-# ----------------------------------------------------------------------------------------
-# Loading and saving HF-format folders.
-_HEAD_PARTS = ("classifier.", "qa_outputs.", "cls.")  # top-level HF prefixes of every head's tensors
-_LABEL_ARCHITECTURES = ("BertForSequenceClassification", "BertForTokenClassification")
-
-
-def _legacy_names(weights: dict[str, Tensor], folder: Path) -> dict[str, Tensor]:
-    """Old checkpoints (google-bert/bert-base-uncased) name LayerNorm parameters gamma/beta and
-    keep the `embeddings.position_ids` buffer (an arange we recompute): rename / drop them."""
-    out = {}
-    for key, tensor in weights.items():
-        if not key.endswith("embeddings.position_ids"):
-            out[re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))] = tensor
-    if list(out) != list(weights):
-        log.info("%s: read legacy names (LayerNorm gamma/beta, embeddings.position_ids)", folder)
-    return out
-
-
-def _foreign_classifier(raw: dict, cls: type) -> bool:
-    """Whether config.json says its `classifier.*` was saved by the other label head
-    (same names, another meaning: pooled vs per token)."""
-    archs = raw.get("architectures") or []
-    return cls.hf_architecture not in archs and any(a in _LABEL_ARCHITECTURES for a in archs)
-
-
-def _notify(message: str) -> None:
-    log.warning(message)
-    warnings.warn(message, stacklevel=3)
-
-
-def from_pretrained(path: str | Path, head: str = "base", num_labels: int | None = None) -> nn.Module:
-    """Build the `head` model (a key of HEADS) from an HF-format BERT folder and load it strictly.
-
-    Every checkpoint tensor is used or explicitly set aside, every parameter is filled or
-    explicitly fresh:
-    - tensors of another head (`cls.*` when fine-tuning a classifier, ...) are dropped, logged;
-    - the pooler: `head="base"` has one iff the checkpoint has one (else pooler_output is
-      None); the token-classification and QA heads drop it; the sequence-classification and
-      pre-training heads get a fresh one, with a warning, when the checkpoint has none
-      (saved with `add_pooling_layer=False`, as BertForMaskedLM does);
-    - a head part the checkpoint lacks, or a classifier of another size than `num_labels`,
-      is freshly initialised, with a warning (naming both sizes).
-    `num_labels` (label heads only) defaults to the checkpoint's classifier, else config.json's id2label.
-    """
-    folder = Path(path)
-    if head not in HEADS:
-        raise ValueError(f"bert.from_pretrained: unknown head {head!r}; choose one of {sorted(HEADS)}")
-    cls = HEADS[head]
-    raw = read_config(folder)
-    config = BertConfig.from_hf(raw, source=str(folder / CONFIG_FILE))
-    weights = _legacy_names(read_weights(folder), folder)
-    prefix = "bert." if any(k.startswith("bert.") for k in weights) else ""  # sentence-transformers: none
-    pooler = f"{prefix}pooler."
-    has_pooler = f"{pooler}dense.weight" in weights
-
-    labelled = issubclass(cls, _LabelHead)
-    foreign = labelled and _foreign_classifier(raw, cls)
-    found = weights["classifier.weight"].shape[0] if labelled and "classifier.weight" in weights and not foreign else None
-    if cls is Bert:
-        model = Bert(config, add_pooling_layer=has_pooler)
-        if not has_pooler:
-            log.info("%s: no pooler weights; the model has no pooler and pooler_output is None", folder)
-    elif labelled:
-        labels = num_labels or found or (None if foreign else len(raw.get("id2label") or {}))
-        if not labels:
-            raise ValueError(f"{folder}: neither the checkpoint's classifier nor config.json's id2label "
-                             "gives the number of labels; pass num_labels")
-        model = cls(config, labels)
-    elif num_labels is not None:
-        raise ValueError(f"bert.from_pretrained: num_labels is for the label heads, not head={head!r}")
-    else:
-        model = cls(config)
-
-    # The model's parts beyond the encoder, by HF prefix, and why any of them stays fresh.
-    encoder = model if cls is Bert else model.bert
-    parts = (*getattr(cls, "hf_parts", ()), *([pooler] if encoder.pooler is not None else []))
-    fresh = {}
-    if foreign:
-        fresh["classifier."] = f"config.json says its classifier belongs to {raw['architectures']}"
-    elif found is not None and found != model.num_labels:
-        fresh["classifier."] = f"the checkpoint has a {found}-label classifier, the model {model.num_labels} labels"
-    for part in parts:
-        if part not in fresh and not any(k.startswith(part) for k in weights):
-            fresh[part] = "the checkpoint has none"
-    for part, why in fresh.items():
-        _notify(f"{folder}: {part.rstrip('.')} of {cls.__name__} is freshly initialised: {why}")
-
-    # Take the encoder and the model's non-fresh parts; drop other heads' tensors and an unused pooler.
-    def taken(key: str) -> bool:
-        if key.startswith(tuple(fresh)):
-            return False
-        return key.startswith(parts) or not key.startswith((*_HEAD_PARTS, pooler))
-
-    kept = {k: v for k, v in weights.items() if taken(k)}
-    dropped = [k for k in weights if k not in kept]
-    if dropped:
-        log.info("%s: %s does not use %d tensor(s): %s", folder, cls.__name__, len(dropped), dropped)
-    tied = {"cls.predictions.decoder.weight": f"{prefix}embeddings.word_embeddings.weight",
-            "cls.predictions.decoder.bias": "cls.predictions.bias"}
-    for key, source in tied.items():  # older checkpoints repeat the tied decoder: it must agree
-        if key in kept:
-            tensor, original = kept.pop(key), kept.get(source)
-            if original is not None and (tensor.shape != original.shape or not torch.equal(tensor, original)):
-                raise LoadError(f"{folder}: {key} differs from {source}; BERT's MLM decoder is tied to it")
-
-    # Compare in the checkpoint's names: encoder keys with its prefix, head keys at the top.
-    def checkpoint_name(hf_key: str) -> str:
-        return hf_key if hf_key.startswith(_HEAD_PARTS) else prefix + hf_key.removeprefix("bert.")
-
-    def model_name(key: str) -> str:
-        return key if key.startswith(_HEAD_PARTS) else ("" if cls is Bert else "bert.") + key.removeprefix(prefix)
-
-    expected = {checkpoint_name(k): tuple(v.shape) for k, v in ours_to_hf(model.state_dict()).items()}
-    expected = {k: shape for k, shape in expected.items() if not k.startswith(tuple(fresh))}
-    check_weights(expected, kept, folder, f"{cls.__name__} built from its {CONFIG_FILE}")
-    state = model.state_dict()  # fresh parts keep their initialisation
-    state.update(hf_to_ours({model_name(k): v for k, v in kept.items()}))
-    model.load_state_dict(state, strict=True)
-    return model
-
-
-def save_pretrained(model: nn.Module, out_dir: str | Path, label_names: list[str] | None = None) -> Path:
-    """Write `model` (a Bert or a head of HEADS) as an HF-format folder that transformers loads."""
-    if not isinstance(model, (Bert, BertWithHead)):
-        raise TypeError(f"bert.save_pretrained: expected a Bert or one of its heads, got {type(model).__name__}")
-    config = {**model.config.to_hf(), "architectures": [model.hf_architecture]}
-    if isinstance(model, _LabelHead):
-        names = label_names if label_names is not None else [f"LABEL_{i}" for i in range(model.num_labels)]
-        if len(names) != model.num_labels:
-            raise ValueError(f"bert.save_pretrained: {len(names)} label_names for a {model.num_labels}-label model")
-        config["id2label"] = {str(i): name for i, name in enumerate(names)}
-        config["label2id"] = {name: i for i, name in enumerate(names)}
-    elif label_names is not None:
-        raise ValueError(f"bert.save_pretrained: label_names given for a {type(model).__name__}, which has no labels")
-    return write_folder(out_dir, config, ours_to_hf(model.state_dict()))
+    sd = keymaps.rename(keymaps.rename(sd, keymaps.inverse(_NAMES)), keymaps.inverse(_BLOCK_NAMES))
+    return keymaps.split(sd, "attn.qkv", _HF_QKV)

@@ -1,7 +1,8 @@
 """The repeated blocks of the zoo's families, and what scaling does with them.
 
-`BLOCKS` is the one list of the block classes (a ViT / BERT encoder block, a Wav2Vec2 encoder
-layer, a ConvNeXt block). Three speed/memory options act on exactly these modules:
+`BLOCKS` is the one list of the block classes: every registered family's `BLOCKS` (a ViT / BERT
+encoder block, a Wav2Vec2 encoder layer, a ConvNeXt block). Three speed/memory options act on
+exactly these modules:
 
 - :func:`checkpoint_blocks`: activation checkpointing. Each block keeps only its input in the
   forward pass and recomputes its inside during backward (``torch.utils.checkpoint``,
@@ -23,9 +24,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lit_tasks.zoo import bert, convnext, vit, wav2vec2
+from lit_tasks.zoo.registry import REGISTRY
 
-BLOCKS: tuple[type[nn.Module], ...] = (vit.Block, bert.Block, wav2vec2.EncoderLayer, convnext.Block)
+BLOCKS: tuple[type[nn.Module], ...] = tuple(block for family in REGISTRY.values() for block in family.BLOCKS)
 
 
 def blocks_of(model: nn.Module) -> list[nn.Module]:

@@ -25,8 +25,13 @@ class ImageClassifier(nn.Module):
         self.classifier = nn.Linear(backbone.num_features, num_classes)
         self.reset_head()
 
+    @property
+    def config(self):
+        """The backbone's config (an image classifier's HF config.json adds only the labels)."""
+        return self.backbone.config
+
     def reset_head(self) -> None:
-        std = getattr(self.backbone.config, "initializer_range", 0.02)
+        std = getattr(self.config, "initializer_range", 0.02)
         nn.init.trunc_normal_(self.classifier.weight, std=std)
         nn.init.zeros_(self.classifier.bias)
 

@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, config_from_dict
-
 from lit_tasks.errors import ConfigError, LoadError
+from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, Head, config_from_dict
+from lit_tasks.zoo.classifier import ImageClassifier
 
 MODEL_TYPE = "convnext"
+MODALITY = "image"
 HF_BASE_PREFIX = "convnext"
 
 # The official code and HF use this epsilon for every LayerNorm inside the network;
@@ -244,8 +245,6 @@ class ConvNext(Backbone):
     `forward_pooled` is a LayerNorm of the global average pool, as in the official code.
     """
 
-    family = "convnext"
-
     def __init__(self, config: ConvNextConfig, backbone_norms: bool = False) -> None:
         super().__init__()
         self.config = c = config
@@ -356,8 +355,24 @@ class ConvNext(Backbone):
         )
 
 
+class ConvNextBackbone(ConvNext):
+    """HF's `ConvNextBackbone`: a LayerNorm on each of its out_features' maps and no pooling norm."""
+
+    def __init__(self, config: ConvNextConfig) -> None:
+        super().__init__(config, backbone_norms=True)
+
+
 MODEL = ConvNext
-HF_BACKBONE = "ConvNextBackbone"  # an `architectures` entry that builds ConvNext(backbone_norms=True)
+BLOCKS = (Block,)
+
+HEADS: dict[str, Head] = {
+    "base": Head("ConvNextModel", ConvNext),
+    "backbone": Head("ConvNextBackbone", ConvNextBackbone),  # no head: other base-model tensors
+    # A Linear on the LayerNorm'd global average pool.
+    "classification": Head("ConvNextForImageClassification", ImageClassifier,
+                           lambda config, size: ImageClassifier(ConvNext(config), size),
+                           parts=("classifier.",), output="classifier", size_field="num_labels"),
+}
 
 
 # (HF base-model key, our key); "{i}"/"{j}" are stage/block numbers. A pattern ending in "."
@@ -412,5 +427,3 @@ def ours_to_hf(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """Our `ConvNext` state_dict keys -> HF `ConvNextModel` keys; the inverse of `hf_to_ours`."""
     return _rename(sd, _OURS_TO_HF, "convnext.ours_to_hf")
 
-
-IGNORED_HF_KEYS: tuple[str, ...] = ()

@@ -1,8 +1,9 @@
-"""Pieces of the families' HF key maps that more than one family needs.
+"""The pieces the families' HF key maps are made of.
 
 HF keeps an attention's query, key and value projections as three Linears; ours is one fused
 `qkv` Linear (lit_tasks.zoo.layers.Attention). :func:`fuse` concatenates the three (weights and
-biases, along the output dimension) and :func:`split` is its inverse.
+biases, along the output dimension) and :func:`split` is its inverse. :func:`rename` renames
+module paths by a table, :func:`inverse` gives the table back.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def split(sd: dict[str, Tensor], fused: str, parts: tuple[str, ...]) -> dict[str
 
 
 def rename(sd: dict[str, Tensor], names: dict[str, str]) -> dict[str, Tensor]:
-    """Replace the module path `old` by `new` wherever a key has `.old.` (or starts with `old.`)."""
+    """Replace the module path `old` by `new` wherever a key has `.old.` (or starts with `old.`):
+    the first entry of `names` that fits, once per key."""
     out = {}
     for key, tensor in sd.items():
         for old, new in names.items():
@@ -54,3 +56,8 @@ def rename(sd: dict[str, Tensor], names: dict[str, str]) -> dict[str, Tensor]:
                 break
         out[key] = tensor
     return out
+
+
+def inverse(names: dict[str, str]) -> dict[str, str]:
+    """The `rename` table that undoes `names` (same order)."""
+    return {new: old for old, new in names.items()}

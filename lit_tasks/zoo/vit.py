@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, config_from_dict
-
 from lit_tasks.errors import ConfigError
+from lit_tasks.zoo import keymaps
+from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, Head, config_from_dict
+from lit_tasks.zoo.classifier import ImageClassifier
 from lit_tasks.zoo.layers import Attention, FeedForward
 
 MODEL_TYPE = "vit"
+MODALITY = "image"
 HF_BASE_PREFIX = "vit"
 
 # The pooler (dense + tanh on the class token) of `ViTModel(add_pooling_layer=True)`:
@@ -169,8 +171,6 @@ class ViT(Backbone):
     `pooler_output` is the final-LN class token (Eq. 4's y before the head).
     """
 
-    family = "vit"
-
     def __init__(self, config: ViTConfig):
         super().__init__()
         config.check("ViTConfig")
@@ -239,71 +239,31 @@ class ViT(Backbone):
 
 
 MODEL = ViT
+BLOCKS = (Block,)
+
+HEADS: dict[str, Head] = {
+    "base": Head("ViTModel", ViT),
+    # A Linear on the final-LN class token (Sec. 3.1, Eq. 4's head).
+    "classification": Head("ViTForImageClassification", ImageClassifier, lambda config, size: ImageClassifier(ViT(config), size),
+                           parts=("classifier.",), output="classifier", size_field="num_labels"),
+}
 
 
 # ----------------------------------------------------------------------------------------
-# HF key names. Per block i, HF keeps "encoder.layer.{i}." + the left column; we keep
-# "layers.{i}." + the right. query/key/value are concatenated (in that order) into qkv.
-_BLOCK_KEYS = {
-    "layernorm_before": "layernorm_before",
-    "attention.output.dense": "attn.proj",
-    "layernorm_after": "layernorm_after",
-    "intermediate.dense": "mlp.fc1",
-    "output.dense": "mlp.fc2",
-}
-_TOP_KEYS = {
-    "embeddings.cls_token": "embeddings.cls_token",
-    "embeddings.position_embeddings": "embeddings.position_embeddings",
-    "embeddings.patch_embeddings.projection.weight": "embeddings.projection.weight",
-    "embeddings.patch_embeddings.projection.bias": "embeddings.projection.bias",
-    "layernorm.weight": "layernorm.weight",
-    "layernorm.bias": "layernorm.bias",
-}
+# HF key names -> ours, as module paths: first those inside a block, then the block list and
+# the patch embedding. query/key/value are concatenated (in that order) into our fused qkv.
 _HF_QKV = ("attention.attention.query", "attention.attention.key", "attention.attention.value")
-_HF_BLOCK = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)")
-_OUR_BLOCK = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)")
+_BLOCK_NAMES = {"attention.output.dense": "attn.proj", "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+_NAMES = {"encoder.layer": "layers", "embeddings.patch_embeddings.projection": "embeddings.projection"}
 
 
 def hf_to_ours(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """HF ViTModel keys (no "vit." prefix) -> ViT state_dict keys. Keys it does not
-    know pass through unchanged, so a strict load names them."""
-    ours, qkv_parts = {}, {}
-    for key, tensor in sd.items():
-        match = _HF_BLOCK.fullmatch(key)
-        if key in _TOP_KEYS:
-            ours[_TOP_KEYS[key]] = tensor
-        elif match and match.group(2) in _BLOCK_KEYS:
-            i, name, kind = match.groups()
-            ours[f"layers.{i}.{_BLOCK_KEYS[name]}.{kind}"] = tensor
-        elif match and match.group(2) in _HF_QKV:
-            i, name, kind = match.groups()
-            qkv_parts.setdefault((i, kind), {})[name] = tensor
-        else:
-            ours[key] = tensor
-    for (i, kind), parts in qkv_parts.items():
-        if set(parts) == set(_HF_QKV):
-            ours[f"layers.{i}.attn.qkv.{kind}"] = torch.cat([parts[name] for name in _HF_QKV], dim=0)
-        else:  # incomplete: keep the HF names so that a strict load shows them
-            ours.update({f"encoder.layer.{i}.{name}.{kind}": t for name, t in parts.items()})
-    return ours
+    """HF ViTModel keys (no "vit." prefix) -> ViT state_dict keys; head keys ("classifier.*")
+    and keys it does not know pass through unchanged, so that a strict load names them."""
+    return keymaps.rename(keymaps.rename(keymaps.fuse(sd, _HF_QKV, "attn.qkv"), _BLOCK_NAMES), _NAMES)
 
 
 def ours_to_hf(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """The exact inverse of `hf_to_ours`."""
-    top = {our: hf for hf, our in _TOP_KEYS.items()}
-    block = {our: hf for hf, our in _BLOCK_KEYS.items()}
-    hf = {}
-    for key, tensor in sd.items():
-        match = _OUR_BLOCK.fullmatch(key)
-        if key in top:
-            hf[top[key]] = tensor
-        elif match and match.group(2) in block:
-            i, name, kind = match.groups()
-            hf[f"encoder.layer.{i}.{block[name]}.{kind}"] = tensor
-        elif match and match.group(2) == "attn.qkv":
-            i, _, kind = match.groups()
-            for name, chunk in zip(_HF_QKV, tensor.chunk(3, dim=0)):
-                hf[f"encoder.layer.{i}.{name}.{kind}"] = chunk
-        else:
-            hf[key] = tensor
-    return hf
+    sd = keymaps.rename(keymaps.rename(sd, keymaps.inverse(_NAMES)), keymaps.inverse(_BLOCK_NAMES))
+    return keymaps.split(sd, "attn.qkv", _HF_QKV)

@@ -8,36 +8,28 @@ a Transformer context network with a convolutional relative position embedding
 CTC head over characters (Sec. 4) or, as in SUPERB, a pooled classification head.
 Pre-training (quantizer and contrastive task, Sec. 2-3.2) is in `wav2vec2_pretraining.py`.
 
-Our parameter names are HF's (`Wav2Vec2Model` and its heads), so `hf_to_ours` only
-folds the position conv's weight-norm spelling of older checkpoints (`weight_g` / `weight_v`,
-from torch's deprecated `nn.utils.weight_norm`) into the one of
-`nn.utils.parametrizations.weight_norm`, which transformers 5 writes
-(`parametrizations.weight.original0` / `original1`, i.e. g and v).
+Our parameter names are HF's (`Wav2Vec2Model` and its heads, as transformers 5 writes them)
+but for the shared attention and feed-forward layers, so the key map is short; HF_RENAMES
+reads the position conv's weight-norm spelling of older checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_tasks.zoo.base import config_from_dict
-
 from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import keymaps
-from lit_tasks.zoo.hub import CONFIG_FILE, check_weights, read_config, read_weights, split_weights, write_folder
+from lit_tasks.zoo.base import Head, config_from_dict
 from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
 from lit_tasks.zoo.wav2vec2_pretraining import Wav2Vec2ForPreTraining
 
-log = logging.getLogger("lit_tasks")
-
 MODEL_TYPE = "wav2vec2"
+MODALITY = "audio"
 HF_BASE_PREFIX = "wav2vec2"
 
 
@@ -49,14 +41,6 @@ LEGACY_HF_KEYS = frozenset({
     "mask_channel_min_space", "mask_channel_other", "mask_channel_prob", "mask_channel_selection",
     "mask_time_min_space", "mask_time_other", "mask_time_selection", "no_mask_channel_overlap", "no_mask_time_overlap",
 })
-
-# HF head classes we implement (config.json "architectures"), by our head name.
-HF_ARCHITECTURES = {
-    "base": "Wav2Vec2Model",
-    "ctc": "Wav2Vec2ForCTC",
-    "classification": "Wav2Vec2ForSequenceClassification",
-    "pretraining": "Wav2Vec2ForPreTraining",
-}
 
 
 @dataclass(frozen=True)
@@ -119,7 +103,7 @@ class Wav2Vec2Config:
     adapter_kernel_size: int = 3
     adapter_stride: int = 2
     num_adapter_layers: int = 3
-    output_hidden_size: int | None = None  # the adapters' width; None means hidden_size, as in HF
+    output_hidden_size: int | None = None  # the adapters' width; None (kept for = hidden_size) means hidden_size
     # Only read by HF's x-vector head, which we do not offer; inert here.
     tdnn_dim: tuple[int, ...] = (512, 512, 512, 512, 1500)
     tdnn_kernel: tuple[int, ...] = (5, 3, 3, 1, 1)
@@ -127,16 +111,17 @@ class Wav2Vec2Config:
     xvector_output_dim: int = 512
 
     def __post_init__(self) -> None:
-        if self.output_hidden_size is None:
-            object.__setattr__(self, "output_hidden_size", self.hidden_size)
+        if self.output_hidden_size == self.hidden_size:  # kept as "the same", so overriding hidden_size moves it
+            object.__setattr__(self, "output_hidden_size", None)
 
     @classmethod
     def from_hf(cls, d: dict, source: str) -> Wav2Vec2Config:
-        unsupported = [a for a in d.get("architectures") or [] if a not in HF_ARCHITECTURES.values()]
+        supported = sorted(head.architecture for head in HEADS.values())
+        unsupported = [a for a in d.get("architectures") or [] if a not in supported]
         if unsupported:
             raise ConfigError(
                 f"{source}: key 'architectures' names {unsupported}, which lit_tasks does not implement; "
-                f"supported are {sorted(HF_ARCHITECTURES.values())}"
+                f"supported are {supported}"
             )
         d = dict(d)
         if "num_labels" not in d and isinstance(d.get("id2label"), dict):
@@ -148,6 +133,7 @@ class Wav2Vec2Config:
     def to_hf(self) -> dict:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
         num_labels = d.pop("num_labels")
+        d["output_hidden_size"] = self.output_hidden_size or self.hidden_size
         d["num_feat_extract_layers"] = len(self.conv_dim)
         d["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
         d["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
@@ -389,8 +375,6 @@ class Wav2Vec2(nn.Module):
     exists, as in HF, only when `mask_time_prob` or `mask_feature_prob` is positive.
     """
 
-    family = "wav2vec2"
-
     def __init__(self, config: Wav2Vec2Config):
         super().__init__()
         config.check("Wav2Vec2Config")
@@ -475,9 +459,6 @@ class Wav2Vec2(nn.Module):
         return AudioOutput(x, extract_features, tuple(states) if output_hidden_states else None, frame_mask)
 
 
-MODEL = Wav2Vec2
-
-
 def ctc_loss(
     logits: Tensor, frame_lengths: Tensor, labels: Tensor, blank: int = 0, reduction: str = "sum",
     zero_infinity: bool = False,
@@ -498,8 +479,6 @@ def ctc_loss(
 class Wav2Vec2ForCTC(nn.Module):
     """Dropout + a linear layer to the vocabulary over every frame (Sec. 4); returns logits
     (B, T, vocab_size). The loss is `ctc_loss`, with frame lengths from `wav2vec2.output_lengths`."""
-
-    head = "ctc"
 
     def __init__(self, wav2vec2: Wav2Vec2, vocab_size: int | None = None):
         super().__init__()
@@ -524,8 +503,6 @@ class Wav2Vec2ForCTC(nn.Module):
 class Wav2Vec2ForSequenceClassification(nn.Module):
     """HF's utterance classifier (SUPERB, Yang et al. 2021): the last state, or a softmax-weighted
     sum over all hidden states, projected, mean-pooled over real frames, then a linear classifier."""
-
-    head = "classification"
 
     def __init__(self, wav2vec2: Wav2Vec2, num_labels: int | None = None):
         super().__init__()
@@ -564,121 +541,39 @@ class Wav2Vec2ForSequenceClassification(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------
-# HF key names: ours are HF's, but for the fused attention projections (q/k/v_proj -> qkv),
-# the shared layers' names, and the position conv's legacy weight-norm spelling.
-_POS_CONV = "encoder.pos_conv_embed.conv."
-_LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+# HF key names: ours are HF's, but for the fused attention projections (q/k/v_proj -> qkv) and
+# the shared layers' names.
 _HF_QKV = ("attention.q_proj", "attention.k_proj", "attention.v_proj")
 _RENAMED = {"attention.out_proj": "attention.proj", "feed_forward.intermediate_dense": "feed_forward.fc1",
             "feed_forward.output_dense": "feed_forward.fc2"}
+# The position conv's weight norm as torch's deprecated `nn.utils.weight_norm` spelled it in older
+# checkpoints (g and v), and as `nn.utils.parametrizations.weight_norm` does (what transformers 5 writes).
+HF_RENAMES = ((r"pos_conv_embed\.conv\.weight_g$", "pos_conv_embed.conv.parametrizations.weight.original0"),
+              (r"pos_conv_embed\.conv\.weight_v$", "pos_conv_embed.conv.parametrizations.weight.original1"))
 
 
 def hf_to_ours(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """HF keys (a base model's, or a head's with "wav2vec2." in front) -> ours. Folds the legacy
-    `weight_g`/`weight_v` into the parametrization spelling; unknown keys pass unchanged."""
-    ours = {}
-    for key, tensor in sd.items():
-        for old, new in _LEGACY_WEIGHT_NORM.items():
-            if key.endswith(_POS_CONV + old):
-                key = key[: -len(old)] + new
-        ours[key] = tensor
-    return keymaps.rename(keymaps.fuse(ours, _HF_QKV, "attention.qkv"), _RENAMED)
+    """HF keys (a base model's, or a head's with "wav2vec2." in front) -> ours; unknown keys pass unchanged."""
+    return keymaps.rename(keymaps.fuse(sd, _HF_QKV, "attention.qkv"), _RENAMED)
 
 
 def ours_to_hf(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Ours -> the keys transformers 5 writes (the inverse of `hf_to_ours` on them)."""
-    back = {new: old for old, new in _RENAMED.items()}
-    return keymaps.split(keymaps.rename(sd, back), "attention.qkv", _HF_QKV)
+    """Ours -> the keys transformers 5 writes (the inverse of `hf_to_ours`)."""
+    return keymaps.split(keymaps.rename(sd, keymaps.inverse(_RENAMED)), "attention.qkv", _HF_QKV)
 
 
-def head_class(head: str) -> type[nn.Module]:
-    """The model class of `head`: "base", "ctc", "classification" or "pretraining"."""
-    classes = {"base": Wav2Vec2, "ctc": Wav2Vec2ForCTC, "classification": Wav2Vec2ForSequenceClassification,
-               "pretraining": Wav2Vec2ForPreTraining}
-    if head not in classes:
-        raise ValueError(f"unknown wav2vec2 head {head!r}; choose one of {sorted(classes)}")
-    return classes[head]
+MODEL = Wav2Vec2
+BLOCKS = (EncoderLayer,)
 
-
-# Top-level tensor names of each head (besides "wav2vec2.*"), and its output layer, whose
-# size may differ from the checkpoint's (then it is re-initialised).
-HEAD_KEYS = {
-    "ctc": ("lm_head.",),
-    "classification": ("projector.", "classifier.", "layer_weights"),
-    "pretraining": ("quantizer.", "project_hid.", "project_q."),
+HEADS: dict[str, Head] = {
+    "base": Head("Wav2Vec2Model", Wav2Vec2),
+    "ctc": Head("Wav2Vec2ForCTC", Wav2Vec2ForCTC, lambda config, size: Wav2Vec2ForCTC(Wav2Vec2(config), size),
+                parts=("lm_head.",), output="lm_head", size_field="vocab_size"),
+    "classification": Head("Wav2Vec2ForSequenceClassification", Wav2Vec2ForSequenceClassification,
+                           lambda config, size: Wav2Vec2ForSequenceClassification(Wav2Vec2(config), size),
+                           parts=("projector.", "classifier.", "layer_weights"), output="classifier",
+                           size_field="num_labels"),
+    "pretraining": Head("Wav2Vec2ForPreTraining", Wav2Vec2ForPreTraining,
+                        lambda config: Wav2Vec2ForPreTraining(Wav2Vec2(config)),
+                        parts=("quantizer.", "project_hid.", "project_q.")),
 }
-_OUTPUT_LAYER = {"ctc": ("lm_head", "vocab_size"), "classification": ("classifier", "num_labels")}
-
-
-def from_pretrained(path: str | Path, head: str = "base", num_labels: int | None = None) -> nn.Module:
-    """Load an HF-format wav2vec2 folder as `head`: "base" (Wav2Vec2), "ctc", "classification"
-    or "pretraining". `num_labels` sets the output size of "ctc" (vocabulary) or "classification".
-
-    The base model loads strictly. Tensors of other heads are dropped (logged); the requested
-    head loads strictly when the checkpoint has it, is fresh (with a warning) when it has none,
-    and its output layer is fresh (with a warning naming both sizes) when its size differs.
-    """
-    folder = Path(path)
-    cls = head_class(head)
-    config = Wav2Vec2Config.from_hf(read_config(folder), source=str(folder / CONFIG_FILE))
-    if num_labels is not None:
-        if head not in _OUTPUT_LAYER:
-            raise ValueError(f"from_pretrained: num_labels is for the 'ctc' and 'classification' heads, not {head!r}")
-        config = dataclasses.replace(config, **{_OUTPUT_LAYER[head][1]: num_labels})
-    weights = hf_to_ours(read_weights(folder))
-
-    prefix = HF_BASE_PREFIX + "."
-    base, heads, unexpected, shown_prefix = split_weights(
-        weights, prefix, lambda key: next((h for h, names in HEAD_KEYS.items() if key.startswith(names)), None)
-    )
-    dropped = sorted(k for h, sd in heads.items() if h != head for k in sd)
-    if dropped:
-        log.info("%s: the %s model does not use %d tensor(s) of other heads: %s", folder, head, len(dropped), dropped)
-
-    wav2vec2 = Wav2Vec2(config)
-    model = wav2vec2 if cls is Wav2Vec2 else cls(wav2vec2)
-    expected = {k: tuple(v.shape) for k, v in ours_to_hf(wav2vec2.state_dict()).items()}
-    check_weights(expected, ours_to_hf(base), folder, f"the wav2vec2 model built from its {CONFIG_FILE}",
-                  shown_prefix=shown_prefix, unexpected=unexpected)
-    wav2vec2.load_state_dict(base, strict=True)
-    if cls is Wav2Vec2:
-        return model
-
-    given = heads.get(head, {})
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
-    if not given:
-        _warn(f"{folder}: the checkpoint has no {head} head; it is freshly initialised")
-        return model
-    if head in _OUTPUT_LAYER:
-        layer, field = _OUTPUT_LAYER[head]
-        found = given.get(f"{layer}.weight")
-        wanted = own[f"{layer}.weight"].shape[0]
-        if found is not None and found.shape[0] != wanted:
-            _warn(f"{folder}: the checkpoint's {layer} has {field}={found.shape[0]}, the model {field}={wanted}; "
-                  f"{layer} is freshly initialised")
-            given = {**{k: v for k, v in given.items() if not k.startswith(layer + ".")},
-                     **{k: v for k, v in own.items() if k.startswith(layer + ".")}}
-    check_weights({k: tuple(v.shape) for k, v in own.items()}, given, folder, f"the wav2vec2 {head} head")
-    model.load_state_dict({**{prefix + k: v for k, v in base.items()}, **given}, strict=True)
-    return model
-
-
-def _warn(message: str) -> None:
-    log.warning(message)
-    warnings.warn(message, stacklevel=3)
-
-
-def save_pretrained(model: nn.Module, out_dir: str | Path, label_names: list[str] | None = None) -> Path:
-    """Write `model` (Wav2Vec2 or one of its heads) as an HF-format folder transformers loads."""
-    head = getattr(model, "head", "base")
-    if not isinstance(model, head_class(head)):
-        raise TypeError(f"save_pretrained: expected Wav2Vec2 or one of its heads, got {type(model).__name__}")
-    config = model.config.to_hf()
-    config["architectures"] = [HF_ARCHITECTURES[head]]
-    if label_names is not None:
-        if head != "classification" or len(label_names) != model.config.num_labels:
-            raise ValueError(f"save_pretrained: {len(label_names)} label_names for a {head} model "
-                             f"(only a classification head with as many labels takes them)")
-        config["id2label"] = {str(i): name for i, name in enumerate(label_names)}
-        config["label2id"] = {name: i for i, name in enumerate(label_names)}
-    return write_folder(out_dir, config, ours_to_hf(model.state_dict()))

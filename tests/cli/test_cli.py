@@ -146,12 +146,12 @@ def test_fine_tune_from_hf_folder_uses_its_preprocessor_and_new_head(tmp_path, i
     from lit_tasks import zoo
 
     folder = tmp_path / "pretrained"
-    zoo.save_pretrained(zoo.build_classifier("vit-test", num_classes=7), folder,
+    zoo.save_pretrained(zoo.build("vit-test", "classification", num_labels=7), folder,
                         preprocessor={"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5, 0.5, 0.5]})
     result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--model.init_from", str(folder),
                      "--trainer.max_epochs", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "7-class head" in result.stderr and "3-class head is freshly initialised" in result.stderr
+    assert "classifier has num_labels=7, the model's num_labels=3" in result.stderr
     (run_dir,) = (tmp_path / "tiny").iterdir()
     config = json.loads((run_dir / "results.json").read_text())["config"]
     assert config["data"]["init_args"]["preprocessor"] == str(folder)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, text_args, write_text_csvs, write_text_tokenizer
 
-from lit_tasks.zoo import bert
+from lit_tasks import zoo
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_fit_predict_and_resume_single_texts(tmp_path):
 def test_pairs_multi_label_fine_tuned_from_a_folder_with_its_tokenizer(tmp_path):
     """model.init_from is linked to data.preprocessor: no data.tokenizer is needed."""
     folder = tmp_path / "ckpt"
-    bert.save_pretrained(bert.HEADS["base"](bert.PRESETS["bert-test"]), folder)
+    zoo.save_pretrained(zoo.build("bert-test"), folder)
     write_text_tokenizer(folder)
     files = write_text_csvs(tmp_path / "data", {"train": 48, "val": 12, "test": 6}, multi_label=True)
     runs = tmp_path / "runs"

@@ -16,7 +16,6 @@ from lit_tasks import zoo
 from lit_tasks.cli import main
 from lit_tasks.export import export_checkpoint
 from lit_tasks.safe_load import UnsafeFileError
-from lit_tasks.zoo import bert, wav2vec2
 
 
 class Payload:
@@ -106,23 +105,17 @@ def test_export_refuses_a_checkpoint_with_a_payload(trained, tmp_path, capsys):
 @pytest.mark.parametrize("family", ["vit", "bert", "wav2vec2"])
 def test_from_pretrained_refuses_a_pytorch_model_bin_with_a_payload(tmp_path, family):
     marker = tmp_path / "marker"
-    if family == "vit":
-        model, save, load = zoo.build_classifier("vit-test", 3), zoo.save_pretrained, zoo.from_pretrained
-    elif family == "bert":
-        model, save, load = bert.Bert(bert.PRESETS["bert-test"]), bert.save_pretrained, bert.from_pretrained
-    else:
-        model = wav2vec2.Wav2Vec2(wav2vec2.PRESETS["wav2vec2-test"])
-        save, load = wav2vec2.save_pretrained, wav2vec2.from_pretrained
-    folder = hf_folder_with_payload(model, save, tmp_path / family, marker)
+    model = zoo.build(f"{family}-test")
+    folder = hf_folder_with_payload(model, zoo.save_pretrained, tmp_path / family, marker)
     with pytest.raises(UnsafeFileError) as error:
-        load(folder)
+        zoo.from_pretrained(folder)
     assert str(folder / "pytorch_model.bin") in str(error.value) and "would run code" in str(error.value)
     assert not marker.exists()
 
 
 def test_init_from_refuses_a_pytorch_model_bin_with_a_payload(trained, tmp_path, capsys):
     marker = tmp_path / "marker"
-    folder = hf_folder_with_payload(zoo.build_classifier("vit-test", 3), zoo.save_pretrained, tmp_path / "vit", marker)
+    folder = hf_folder_with_payload(zoo.build("vit-test", "classification", num_labels=3), zoo.save_pretrained, tmp_path / "vit", marker)
     command = ["fit", *trained["args"], "--run.dir", str(tmp_path / "run"), "--model.backbone", "null",
                "--model.init_from", str(folder)]
     refused(capsys, marker, command, folder / "pytorch_model.bin")

@@ -74,7 +74,7 @@ def test_needs_a_backbone_or_a_folder():
 
 @pytest.fixture
 def vit_folder(tmp_path):
-    model = zoo.build_classifier("vit-test", num_classes=5)
+    model = zoo.build("vit-test", "classification", num_labels=5)
     zoo.save_pretrained(model, tmp_path / "vit", label_names=[f"c{i}" for i in range(5)])
     return tmp_path / "vit", model
 
@@ -100,6 +100,9 @@ def test_init_from_conflicting_family_or_overrides_is_an_error(vit_folder):
         ImageClassification(backbone="convnext-test", init_from=str(folder), num_classes=3)
     with pytest.raises(ConfigError, match="backbone_config"):
         ImageClassification(init_from=str(folder), backbone_config={"hidden_size": 8}, num_classes=3)
+    text = zoo.save_pretrained(zoo.build("bert-test"), folder.parent / "bert")
+    with pytest.raises(ConfigError, match="holds a 'bert' model; this task takes image models"):
+        ImageClassification(init_from=str(text), num_classes=3)
 
 
 def test_checkpoint_of_another_model_is_refused():

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import MaskedLanguageModeling
 from lit_tasks.tasks.masked_lm import Perplexity
-from lit_tasks.zoo import bert
+from lit_tasks import zoo
 
 VOCAB = 40
 
@@ -109,8 +109,8 @@ def test_vocab_size_sizes_a_new_model_and_must_match_a_pretrained_one(tmp_path):
     assert model.net.bert.embeddings.word_embeddings.weight.shape[0] == 57 and model.net.mlm.bias.shape == (57,)
     with pytest.raises(ConfigError, match="backbone_config.vocab_size is 30"):
         task(backbone_config={"vocab_size": 30}, vocab_size=57)
-    saved = bert.HEADS["pretraining"](bert.PRESETS["bert-test"])
-    bert.save_pretrained(saved, tmp_path / "ckpt")
+    saved = zoo.build("bert-test", "pretraining")
+    zoo.save_pretrained(saved, tmp_path / "ckpt")
     with pytest.raises(ConfigError, match=r"vocabulary of 99 tokens but the tokenizer .* has 57"):
         MaskedLanguageModeling(init_from=str(tmp_path / "ckpt"), vocab_size=57)
     loaded = MaskedLanguageModeling(init_from=str(tmp_path / "ckpt"), vocab_size=99)

@@ -13,7 +13,7 @@ from helpers import attach_trainer
 from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import TextClassification
-from lit_tasks.zoo import bert
+from lit_tasks import zoo
 
 NAMES = ["pets", "sport", "weather"]
 
@@ -107,8 +107,8 @@ def test_checkpoint_of_another_size_or_family_is_refused():
 
 
 def test_fine_tuning_an_hf_folder_gets_a_fresh_head_of_the_right_size(tmp_path):
-    source = bert.HEADS["sequence_classification"](bert.PRESETS["bert-test"], num_labels=7)
-    bert.save_pretrained(source, tmp_path / "ckpt")
+    source = zoo.build("bert-test", "sequence_classification", num_labels=7)
+    zoo.save_pretrained(source, tmp_path / "ckpt")
     model = TextClassification(init_from=str(tmp_path / "ckpt"), num_classes=3, label_names=NAMES)
     assert model.net.classifier.out_features == 3
     assert torch.equal(model.net.bert.layers[0].mlp.fc1.weight, source.bert.layers[0].mlp.fc1.weight)
@@ -118,7 +118,7 @@ def test_fine_tuning_an_hf_folder_gets_a_fresh_head_of_the_right_size(tmp_path):
     ({"multi_label": True, "label_smoothing": 0.1}, "label_smoothing"),
     ({"threshold": 1.0}, "threshold"),
     ({"num_classes": 1, "label_names": None}, "at least 2"),
-    ({"backbone": "vit-test"}, "BERT preset"),
+    ({"backbone": "vit-test"}, "one of the text presets with a 'sequence_classification' head"),
 ])
 def test_bad_settings_are_config_errors(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -65,6 +65,25 @@ def test_the_import_graph_has_no_cycle():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
+# Lower layers never import higher ones (docs/architecture.md): the package's top-level
+# modules (cli, commands) sit above the tasks and callbacks, which sit above data, which sits
+# above the zoo, tokenizers and metrics, which sit above errors and safe_load.
+LAYERS = {"errors": 0, "safe_load": 0, "zoo": 1, "text": 1, "metrics": 1, "plots": 1, "data": 2, "tasks": 3,
+          "callbacks": 3, "loggers": 3}
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.get(parts[1], 4) if len(parts) > 1 else 4
+
+
+def test_lower_layers_do_not_import_higher_ones():
+    modules = module_names()
+    upward = [f"{name} -> {dep}" for name, file in modules.items() for dep in imports_of(name, file, modules)
+              if layer(dep) > layer(name)]
+    assert not upward, upward
+
+
 def test_cycle_finder_finds_a_planted_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None

@@ -9,7 +9,7 @@ import torch
 import yaml
 from helpers import REPO
 
-from lit_tasks.zoo import bert, blocks, build_backbone, vit, wav2vec2
+from lit_tasks.zoo import bert, blocks, build, vit, wav2vec2
 
 
 def tiny_models():
@@ -22,7 +22,7 @@ def tiny_models():
         ("vit", vit.ViT(vit_config), lambda m: m(torch.randn(2, 3, 32, 32)).last_hidden_state),
         ("bert", bert.Bert(bert_config), lambda m: m(torch.randint(0, 99, (2, 12)), torch.ones(2, 12)).last_hidden_state),
         ("wav2vec2", wav2vec2.Wav2Vec2(w2v_config), lambda m: m(torch.randn(2, 800)).last_hidden_state),
-        ("convnext", build_backbone("convnext-test"), lambda m: m.forward_features(torch.randn(2, 3, 32, 32))[-1]),
+        ("convnext", build("convnext-test"), lambda m: m.forward_features(torch.randn(2, 3, 32, 32))[-1]),
     ]
 
 

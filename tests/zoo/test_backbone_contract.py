@@ -10,22 +10,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_tasks.zoo import FAMILIES, build_backbone
+from lit_tasks.zoo import REGISTRY, Backbone, build
 
-# the smallest preset of each registered family (its "-test" one)
-BACKBONES = {family: next(name for name in module.PRESETS if name.endswith("-test"))
-             for family, module in FAMILIES.items()}
+VISION = {name: family for name, family in REGISTRY.items() if issubclass(family.MODEL, Backbone)}
+# the smallest preset of each registered vision family (its "-test" one)
+BACKBONES = {name: next(preset for preset in family.PRESETS if preset.endswith("-test")) for name, family in VISION.items()}
 H, W = 64, 96  # divisible by every stride of the test presets
 
 
 @pytest.fixture(params=sorted(BACKBONES))
 def backbone(request):
     torch.manual_seed(0)
-    return build_backbone(BACKBONES[request.param]).eval()
+    return build(BACKBONES[request.param]).eval()
 
 
-def test_every_family_has_a_test_preset():
-    assert set(BACKBONES) == set(FAMILIES)
+def test_every_vision_family_has_a_test_preset():
+    assert set(BACKBONES) == set(VISION) and {"vit", "convnext"} <= set(VISION)
 
 
 def test_every_level_has_the_shape_feature_info_gives(backbone):

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lit_tasks.errors import ConfigError, LoadError
-from lit_tasks.zoo import bert
+from lit_tasks.zoo import bert, from_pretrained, save_pretrained
 
 transformers = pytest.importorskip("transformers")
 
@@ -77,7 +77,7 @@ def test_base_model_matches_transformers(name, tmp_path):
     config = CONFIGS[name]
     hf = _hf("BertModel", config)
     hf.save_pretrained(tmp_path)
-    ours = bert.from_pretrained(tmp_path).eval()
+    ours = from_pretrained(tmp_path, "base").eval()
     assert isinstance(ours, bert.Bert) and ours.pooler is not None
     ids, mask, types = _batch(config)
     with torch.no_grad():
@@ -99,7 +99,7 @@ def test_heads_match_transformers(head, config_name, tmp_path):
     cls_name, extra = HEADS[head]
     hf = _hf(cls_name, {**config, **extra})
     hf.save_pretrained(tmp_path)
-    ours = bert.from_pretrained(tmp_path, head).eval()
+    ours = from_pretrained(tmp_path, head).eval()
     assert type(ours).__name__ == cls_name
     ids, mask, types = _batch(config)
     with torch.no_grad():
@@ -112,7 +112,7 @@ def test_heads_match_transformers(head, config_name, tmp_path):
 def test_pretraining_decoder_stays_tied(tmp_path):
     hf = _hf("BertForPreTraining", TINY)
     hf.save_pretrained(tmp_path)
-    ours = bert.from_pretrained(tmp_path, "pretraining").eval()
+    ours = from_pretrained(tmp_path, "pretraining").eval()
     assert not any(p.shape == (TINY["vocab_size"], TINY["hidden_size"]) for p in ours.mlm.parameters())
     ids, mask, types = _batch(TINY)
     with torch.no_grad():  # change the input embeddings: a tied decoder changes with them, on both sides
@@ -145,14 +145,14 @@ def test_legacy_checkpoint_names_load(tmp_path):
         t["cls.predictions.decoder.bias"] = t["cls.predictions.bias"].clone()
 
     _rewrite(tmp_path, legacy)
-    ours = bert.from_pretrained(tmp_path, "pretraining").eval()
+    ours = from_pretrained(tmp_path, "pretraining").eval()
     ids, mask, types = _batch(TINY)
     with torch.no_grad():
         _assert_close(ours(ids, mask, types).prediction_logits, hf(ids, attention_mask=mask, token_type_ids=types).prediction_logits)
 
     _rewrite(tmp_path, lambda t: t["cls.predictions.decoder.weight"].add_(1.0))
     with pytest.raises(LoadError, match=r"cls\.predictions\.decoder\.weight differs from bert\.embeddings\.word_embeddings\.weight"):
-        bert.from_pretrained(tmp_path, "pretraining")
+        from_pretrained(tmp_path, "pretraining")
 
 
 def test_encoder_loads_from_any_checkpoint_layout(tmp_path):
@@ -161,7 +161,7 @@ def test_encoder_loads_from_any_checkpoint_layout(tmp_path):
     hf = _hf("BertForPreTraining", TINY)
     hf.save_pretrained(tmp_path / "pretraining")
     ids, mask, types = _batch(TINY)
-    base = bert.from_pretrained(tmp_path / "pretraining").eval()
+    base = from_pretrained(tmp_path / "pretraining", "base").eval()
     with torch.no_grad():
         expected = hf.bert(ids, attention_mask=mask, token_type_ids=types)
         _assert_close(base(ids, mask, types).pooler_output, expected.pooler_output)
@@ -169,7 +169,7 @@ def test_encoder_loads_from_any_checkpoint_layout(tmp_path):
     hf.bert.save_pretrained(tmp_path / "unprefixed")
     assert not any(k.startswith("bert.") for k in load_file(tmp_path / "unprefixed" / "model.safetensors"))
     with pytest.warns(UserWarning, match=r"classifier of BertForSequenceClassification is freshly initialised: the checkpoint has none"):
-        model = bert.from_pretrained(tmp_path / "unprefixed", "sequence_classification", num_labels=4).eval()
+        model = from_pretrained(tmp_path / "unprefixed", "sequence_classification", num_labels=4).eval()
     assert model.num_labels == 4
     with torch.no_grad():
         _assert_close(model.bert(ids, mask, types).pooler_output, expected.pooler_output)
@@ -186,9 +186,9 @@ def test_other_heads_are_dropped(tmp_path):
     ids, mask, types = _batch(TINY)
     with torch.no_grad():
         expected = hf.bert(ids, attention_mask=mask, token_type_ids=types).pooler_output
-        _assert_close(bert.from_pretrained(tmp_path).eval()(ids, mask, types).pooler_output, expected)
+        _assert_close(from_pretrained(tmp_path, "base").eval()(ids, mask, types).pooler_output, expected)
     with pytest.warns(UserWarning) as record:
-        qa = bert.from_pretrained(tmp_path, "question_answering")
+        qa = from_pretrained(tmp_path, "question_answering")
     assert _warned(record) == {"qa_outputs of BertForQuestionAnswering is freshly initialised: the checkpoint has none"}
     assert qa.bert.pooler is None
 
@@ -196,7 +196,7 @@ def test_other_heads_are_dropped(tmp_path):
 def test_checkpoint_without_pooler(tmp_path):
     hf = _hf("BertModel", TINY, add_pooling_layer=False)
     hf.save_pretrained(tmp_path)
-    base = bert.from_pretrained(tmp_path).eval()
+    base = from_pretrained(tmp_path, "base").eval()
     assert base.pooler is None
     ids, mask, types = _batch(TINY)
     with torch.no_grad():
@@ -204,12 +204,12 @@ def test_checkpoint_without_pooler(tmp_path):
         assert out.pooler_output is None
         _assert_close(out.last_hidden_state, hf(ids, attention_mask=mask, token_type_ids=types).last_hidden_state)
     with pytest.warns(UserWarning) as record:
-        model = bert.from_pretrained(tmp_path, "sequence_classification", num_labels=2)
+        model = from_pretrained(tmp_path, "sequence_classification", num_labels=2)
     assert model.bert.pooler is not None
     assert _warned(record) == {f"{part} of BertForSequenceClassification is freshly initialised: the checkpoint has none"
                                for part in ("classifier", "pooler")}
     with pytest.warns(UserWarning) as record:  # token classification needs no pooler: only the classifier is new
-        bert.from_pretrained(tmp_path, "token_classification", num_labels=2)
+        from_pretrained(tmp_path, "token_classification", num_labels=2)
     assert _warned(record) == {"classifier of BertForTokenClassification is freshly initialised: the checkpoint has none"}
 
 
@@ -218,7 +218,7 @@ def test_masked_lm_checkpoint_loads_under_the_pretraining_head(tmp_path):
     hf = _hf("BertForMaskedLM", TINY)
     hf.save_pretrained(tmp_path)
     with pytest.warns(UserWarning) as record:
-        ours = bert.from_pretrained(tmp_path, "pretraining").eval()
+        ours = from_pretrained(tmp_path, "pretraining").eval()
     assert _warned(record) == {f"{part} of BertForPreTraining is freshly initialised: the checkpoint has none"
                                for part in ("cls.seq_relationship", "bert.pooler")}
     ids, mask, types = _batch(TINY)
@@ -229,8 +229,8 @@ def test_masked_lm_checkpoint_loads_under_the_pretraining_head(tmp_path):
 def test_head_of_another_size_is_reinitialised_with_warning(tmp_path):
     hf = _hf("BertForSequenceClassification", {**TINY, "num_labels": 5})
     hf.save_pretrained(tmp_path)
-    with pytest.warns(UserWarning, match=r"5-label classifier, the model 3 labels"):
-        model = bert.from_pretrained(tmp_path, "sequence_classification", num_labels=3).eval()
+    with pytest.warns(UserWarning, match=r"classifier has num_labels=5, the model's num_labels=3"):
+        model = from_pretrained(tmp_path, "sequence_classification", num_labels=3).eval()
     assert model.classifier.weight.shape == (3, TINY["hidden_size"])
     ids, mask, types = _batch(TINY)
     with torch.no_grad():
@@ -241,7 +241,7 @@ def test_classifier_of_the_other_label_head_is_not_reused(tmp_path):
     hf = _hf("BertForTokenClassification", {**TINY, "num_labels": 3})
     hf.save_pretrained(tmp_path)
     with pytest.warns(UserWarning) as record:
-        model = bert.from_pretrained(tmp_path, "sequence_classification", num_labels=3)
+        model = from_pretrained(tmp_path, "sequence_classification", num_labels=3)
     assert _warned(record) == {
         "classifier of BertForSequenceClassification is freshly initialised: config.json says its classifier "
         "belongs to ['BertForTokenClassification']",
@@ -249,18 +249,17 @@ def test_classifier_of_the_other_label_head_is_not_reused(tmp_path):
     }
     assert not torch.equal(model.classifier.weight, hf.classifier.weight)
     with pytest.raises(ValueError, match="pass num_labels"):
-        bert.from_pretrained(tmp_path, "sequence_classification")
+        from_pretrained(tmp_path, "sequence_classification")
 
 
 @pytest.mark.parametrize("head", ["base", *sorted(HEADS)])
 def test_save_pretrained_loads_in_transformers(head, tmp_path):
     torch.manual_seed(0)
     config = bert.BertConfig.from_hf({**CONFIGS["deep-2heads-relu"], "classifier_dropout": 0.2}, source="test")
-    cls = bert.HEADS[head]
-    ours = (cls(config, 3) if head.endswith("classification") else cls(config)).eval()
+    ours = bert.HEADS[head].make(config, 3 if head.endswith("classification") else None).eval()
     _randomize(ours)
     labels = ["neg", "neutral", "pos"] if head.endswith("classification") else None
-    bert.save_pretrained(ours, tmp_path, label_names=labels)
+    save_pretrained(ours, tmp_path, label_names=labels)
     hf_cls = getattr(transformers, json.loads((tmp_path / "config.json").read_text())["architectures"][0])
     hf = hf_cls.from_pretrained(tmp_path).eval()
     if labels:
@@ -274,7 +273,7 @@ def test_save_pretrained_loads_in_transformers(head, tmp_path):
         else:
             for g, e in zip(_outputs(got), _hf_outputs(expected), strict=True):
                 _assert_close(g, e)
-    again = bert.from_pretrained(tmp_path, head)  # ... and back into ours, bit for bit
+    again = from_pretrained(tmp_path, head)  # ... and back into ours, bit for bit
     for (k, a), (_, b) in zip(ours.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
 
@@ -336,7 +335,7 @@ def test_load_errors_name_the_tensors(change, pattern, tmp_path):
     _hf("BertForSequenceClassification", {**TINY, "num_labels": 2}).save_pretrained(tmp_path)
     _rewrite(tmp_path, change)
     with pytest.raises(LoadError, match=rf"{tmp_path}: the weights do not fit BertForSequenceClassification.*{pattern}"):
-        bert.from_pretrained(tmp_path, "sequence_classification")
+        from_pretrained(tmp_path, "sequence_classification")
 
 
 def test_padding_does_not_change_real_tokens():

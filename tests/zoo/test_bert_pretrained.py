@@ -8,7 +8,7 @@ import torch
 from helpers import require_minilm
 
 from lit_tasks.text import load_tokenizer
-from lit_tasks.zoo import bert
+from lit_tasks.zoo import from_pretrained
 
 transformers = pytest.importorskip("transformers")
 
@@ -38,7 +38,7 @@ def _batch(tokenizer, texts, pairs=None):
 @pytest.fixture(scope="module")
 def minilm():
     folder = require_minilm()
-    ours = bert.from_pretrained(folder, head="base").eval()
+    ours = from_pretrained(folder, head="base").eval()
     theirs = transformers.BertModel.from_pretrained(folder).eval()
     return folder, load_tokenizer(folder), ours, theirs
 

@@ -11,8 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from lit_tasks.zoo import (
     ImageClassifier,
-    build_backbone,
-    build_classifier,
+    build,
     detect_family,
     from_pretrained,
     from_spec,
@@ -28,7 +27,7 @@ from lit_tasks.errors import ConfigError, LoadError
 def saved(tmp_path):
     """A tiny ViT classifier (5 classes) saved as an HF folder; returns (model, folder)."""
     torch.manual_seed(0)
-    model = build_classifier("vit-test", 5).eval()
+    model = build("vit-test", "classification", num_labels=5).eval()
     folder = save_pretrained(model, tmp_path / "vit", preprocessor={"size": {"height": 32, "width": 32}})
     return model, folder
 
@@ -111,7 +110,7 @@ def test_shape_mismatch_is_listed(saved):
         from_pretrained(folder)
     _rewrite(folder, lambda t: t.update({"vit.embeddings.position_embeddings": torch.zeros(1, 17, 32),
                                          "classifier.weight": torch.zeros(5, 16)}))
-    with pytest.raises(LoadError, match=r"shape mismatch \[classifier\.weight/bias: checkpoint \(5, 16\)/\(5,\) vs model \(K, 32\)"):
+    with pytest.raises(LoadError, match=r"shape mismatch \[classifier\.weight: checkpoint \(5, 16\) vs model \(5, 32\)"):
         from_pretrained(folder)
 
 
@@ -145,35 +144,39 @@ def test_unknown_model_type_is_named(saved):
 
 def test_head_reinitialised_for_another_class_count(saved, caplog):
     model, folder = saved
-    with pytest.warns(UserWarning, match=r"5-class head.*3-class head is freshly initialised"):
-        loaded = from_pretrained(folder, num_classes=3)
+    with pytest.warns(UserWarning, match=r"classifier of ImageClassifier is freshly initialised: the checkpoint's "
+                                         r"classifier has num_labels=5, the model's num_labels=3"):
+        loaded = from_pretrained(folder, num_labels=3)
     assert "freshly initialised" in caplog.text
     assert loaded.num_classes == 3 and _same_weights(loaded.backbone, model.backbone)
 
 
 def test_head_added_to_a_backbone_checkpoint(tmp_path):
-    backbone = build_backbone("vit-test")
+    backbone = build("vit-test")
     folder = save_pretrained(backbone, tmp_path)
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["ViTModel"]
     assert not isinstance(from_pretrained(folder), ImageClassifier)
-    with pytest.warns(UserWarning, match="no classification head; the 4-class head"):
-        model = from_pretrained(folder, num_classes=4)
+    with pytest.warns(UserWarning, match="classifier of ImageClassifier is freshly initialised: the checkpoint has none"):
+        model = from_pretrained(folder, "classification", num_labels=4)
     assert model.num_classes == 4 and _same_weights(model.backbone, backbone)
 
 
 def test_same_class_count_keeps_the_head(saved):
     model, folder = saved
-    assert _same_weights(from_pretrained(folder, num_classes=5), model)
+    assert _same_weights(from_pretrained(folder, num_labels=5), model)
 
 
 def test_spec_round_trip_and_preprocessor(saved):
     model, folder = saved
     description = spec(model)
     assert json.loads(json.dumps(description)) == description
-    assert description["family"] == "vit" and description["num_classes"] == 5
+    assert description == {"family": "vit", "head": "classification", "config": model.backbone.config.to_hf(),
+                           "num_classes": 5}
     rebuilt = from_spec(description)
     assert isinstance(rebuilt, ImageClassifier) and rebuilt.backbone.config == model.backbone.config
-    assert spec(from_spec(spec(model.backbone)))["num_classes"] is None
+    assert spec(from_spec(spec(model.backbone))) == {"family": "vit", "head": "base", "config": description["config"]}
+    old = {"family": "vit", "config": description["config"], "num_classes": None}  # written before heads
+    assert spec(from_spec(old))["head"] == "base" and spec(from_spec({**old, "num_classes": 5})) == description
     assert read_preprocessor_config(folder) == {"size": {"height": 32, "width": 32}}
     (folder / "preprocessor_config.json").unlink()
     assert read_preprocessor_config(folder) is None
@@ -183,12 +186,12 @@ def test_spec_round_trip_and_preprocessor(saved):
 
 def test_build_errors_name_the_culprit():
     with pytest.raises(ConfigError, match=r"'hiden_size'.*valid keys are .*'hidden_size'"):
-        build_backbone("vit-test", {"hiden_size": 64})
+        build("vit-test", overrides={"hiden_size": 64})
     with pytest.raises(ConfigError, match=r"'vit-huge'.*available presets are .*'vit-test'"):
-        build_backbone("vit-huge")
+        build("vit-huge")
     with pytest.raises(ConfigError, match=r"num_attention_heads.*divisor of hidden_size=32"):
-        build_backbone("vit-test", {"num_attention_heads": 5})
-    assert build_backbone("vit-test", {"image_size": [16, 24]}).config.grid == (2, 3)
+        build("vit-test", overrides={"num_attention_heads": 5})
+    assert build("vit-test", overrides={"image_size": [16, 24]}).config.grid == (2, 3)
     assert vit.PRESETS["vit-test"].grid == (4, 4)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lit_tasks.errors import ConfigError
-from lit_tasks.zoo import ImageClassifier, build_backbone, build_classifier, from_pretrained, save_pretrained, vit
+from lit_tasks.zoo import ImageClassifier, build, from_pretrained, save_pretrained, vit
 from lit_tasks.zoo.base import FeatureInfo
 
 transformers = pytest.importorskip("transformers")
@@ -88,7 +88,7 @@ def test_interpolated_position_embeddings_match_transformers(size, tmp_path):
 
 def test_save_pretrained_loads_in_transformers(tmp_path):
     torch.manual_seed(0)
-    ours = build_classifier("vit-test", 4, {"image_size": [32, 48], "qkv_bias": False}).eval()
+    ours = build("vit-test", "classification", {"image_size": [32, 48], "qkv_bias": False}, num_labels=4).eval()
     _randomize(ours)
     save_pretrained(ours, tmp_path, label_names=["a", "b", "c", "d"], preprocessor={"image_mean": [0.5] * 3})
     hf = transformers.AutoModelForImageClassification.from_pretrained(tmp_path).eval()
@@ -104,7 +104,7 @@ def test_save_pretrained_loads_in_transformers(tmp_path):
 
 
 def test_key_maps_are_inverse():
-    sd = build_backbone("vit-test", {"num_hidden_layers": 3}).state_dict()
+    sd = build("vit-test", overrides={"num_hidden_layers": 3}).state_dict()
     hf = vit.ours_to_hf(sd)
     assert "encoder.layer.2.attention.attention.value.weight" in hf and "pooler.dense.weight" not in hf
     back = vit.hf_to_ours(hf)
@@ -126,7 +126,7 @@ def test_unsupported_activation_is_named():
 
 
 def test_features_and_layer_index():
-    model = build_backbone("vit-test", {"num_hidden_layers": 3}).eval()
+    model = build("vit-test", overrides={"num_hidden_layers": 3}).eval()
     assert model.feature_info == [FeatureInfo(32, 8)] * 4 and model.num_features == 32 and model.num_layers == 3
     x = torch.randn(2, 3, 40, 56)
     (features,) = model.forward_features(x)  # by default the last block's, after the final norm
@@ -145,7 +145,7 @@ def test_features_and_layer_index():
 
 def test_loss_decreases_on_one_batch():
     torch.manual_seed(0)
-    model = build_classifier("vit-test", 3, {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1})
+    model = build("vit-test", "classification", {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}, num_labels=3)
     x, y = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lit_tasks.errors import ConfigError, LoadError
+from lit_tasks.zoo import from_pretrained, save_pretrained
 from lit_tasks.zoo import wav2vec2 as w2v
 from lit_tasks.zoo import wav2vec2_pretraining as pre
 
@@ -57,7 +58,7 @@ def _hf_roundtrip(hf_model, tmp_path, head: str, **kwargs):
     hf_model.eval()
     _randomize(hf_model)
     hf_model.save_pretrained(tmp_path)
-    return w2v.from_pretrained(tmp_path, head, **kwargs).eval()
+    return from_pretrained(tmp_path, head, **kwargs).eval()
 
 
 def _close(ours: torch.Tensor, theirs: torch.Tensor, atol: float = 1e-5) -> None:
@@ -154,7 +155,7 @@ def test_legacy_weight_norm_spelling_loads(tmp_path):
     sd[key + "weight_g"] = sd.pop(key + "parametrizations.weight.original0")
     sd[key + "weight_v"] = sd.pop(key + "parametrizations.weight.original1")
     save_file(sd, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    ours = w2v.from_pretrained(tmp_path, "ctc").eval()
+    ours = from_pretrained(tmp_path, "ctc").eval()
     x, mask = _audio()
     with torch.no_grad():
         _close(ours(x, mask), hf(x, attention_mask=mask).logits)
@@ -164,13 +165,11 @@ def test_legacy_weight_norm_spelling_loads(tmp_path):
 def test_save_pretrained_loads_in_transformers(head, tmp_path):
     torch.manual_seed(0)
     config = w2v.Wav2Vec2Config.from_hf({**TINY, **VARIANTS["layer-preln"], "use_weighted_layer_sum": True}, source="t")
-    wav2vec2 = w2v.Wav2Vec2(config)
-    labels = {"num_labels": 3} if head == "classification" else {}
-    ours = wav2vec2 if head == "base" else w2v.head_class(head)(wav2vec2, **labels)
+    ours = w2v.HEADS[head].make(config, {"classification": 3, "ctc": config.vocab_size}.get(head))
     _randomize(ours)
     ours.eval()
-    w2v.save_pretrained(ours, tmp_path, label_names=["a", "b", "c"] if head == "classification" else None)
-    hf_class = getattr(transformers, w2v.HF_ARCHITECTURES[head])
+    save_pretrained(ours, tmp_path, label_names=["a", "b", "c"] if head == "classification" else None)
+    hf_class = getattr(transformers, w2v.HEADS[head].architecture)
     hf = hf_class.from_pretrained(tmp_path).eval()
     x, mask = _audio()
     with torch.no_grad():
@@ -183,7 +182,7 @@ def test_save_pretrained_loads_in_transformers(head, tmp_path):
             _close(ours(x, mask), hf(x, attention_mask=mask).logits)
     if head == "classification":
         assert hf.config.id2label == {0: "a", 1: "b", 2: "c"}
-    again = w2v.from_pretrained(tmp_path, head)
+    again = from_pretrained(tmp_path, head)
     assert again.state_dict().keys() == ours.state_dict().keys()
     assert all(torch.equal(a, ours.state_dict()[k]) for k, a in again.state_dict().items())
 
@@ -197,9 +196,6 @@ def test_key_maps_are_inverse(tmp_path):
     assert w2v.ours_to_hf(w2v.hf_to_ours(hf_sd)).keys() == hf_sd.keys()
     back = w2v.hf_to_ours(w2v.ours_to_hf(ours_sd))
     assert back.keys() == ours_sd.keys() and all(torch.equal(back[k], ours_sd[k]) for k in ours_sd)
-    legacy = {"wav2vec2." + POS_CONV + "weight_g": torch.ones(1), "wav2vec2." + POS_CONV + "weight_v": torch.ones(2)}
-    assert sorted(w2v.hf_to_ours(legacy)) == ["wav2vec2." + POS_CONV + "parametrizations.weight.original0",
-                                             "wav2vec2." + POS_CONV + "parametrizations.weight.original1"]
 
 
 def test_config_round_trip_and_presets():
@@ -291,12 +287,15 @@ def test_head_of_other_size_is_reinitialised_with_warning(tmp_path):
     _randomize(hf)
     hf.save_pretrained(tmp_path)
     with pytest.warns(UserWarning, match=r"vocab_size=10.*vocab_size=14"):
-        ours = w2v.from_pretrained(tmp_path, "ctc", num_labels=14)
+        ours = from_pretrained(tmp_path, "ctc", num_labels=14)
     assert ours.lm_head.out_features == 14 and ours.config.vocab_size == 14
-    base = w2v.from_pretrained(tmp_path)  # the lm_head is dropped (logged), the base loads
+    base = from_pretrained(tmp_path, "base")  # the lm_head is dropped (logged), the base loads
     assert torch.equal(base.encoder.layers[0].attention.qkv.weight, ours.wav2vec2.encoder.layers[0].attention.qkv.weight)
-    with pytest.warns(UserWarning, match=r"no classification head"):
-        w2v.from_pretrained(tmp_path, "classification", num_labels=3)
+    with pytest.warns(UserWarning) as record:  # every part of a head the checkpoint lacks is fresh, with a warning
+        from_pretrained(tmp_path, "classification", num_labels=3)
+    assert {str(w.message).split(": ", 1)[1] for w in record} == {
+        f"{part} of Wav2Vec2ForSequenceClassification is freshly initialised: the checkpoint has none"
+        for part in ("projector", "classifier")}
 
 
 def test_strict_loading_names_the_key(tmp_path):
@@ -307,7 +306,7 @@ def test_strict_loading_names_the_key(tmp_path):
     sd["encoder.extra.weight"] = torch.zeros(1)
     save_file(sd, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(LoadError, match=r"missing \[encoder\.layers\.1\.attention\.k_proj\.bias\].*unexpected \[encoder\.extra\.weight\]"):
-        w2v.from_pretrained(tmp_path)
+        from_pretrained(tmp_path)
 
 
 def test_ctc_loss_decreases_on_one_batch():
