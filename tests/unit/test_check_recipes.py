@@ -1,0 +1,114 @@
+"""scripts/check_recipes.py: every recipe's header has a claim it can read, and a run that
+misses its claim (or fails, or lacks the metric) fails the check and the exit status."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+spec = importlib.util.spec_from_file_location("check_recipes", REPO / "scripts" / "check_recipes.py")
+check_recipes = importlib.util.module_from_spec(spec)
+sys.modules["check_recipes"] = check_recipes  # dataclasses look their module up there
+spec.loader.exec_module(check_recipes)
+
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_recipe_has_a_readable_check(config):
+    conditions = check_recipes.parse_checks(config)
+    assert conditions
+    for cond in conditions:
+        assert cond.metric.split("/")[0] in ("val", "test"), cond  # a results.json metric of a split
+    # the claim is the human prose's figure too: the expected line names each checked metric
+    expected = config.read_text().split("expected:", 1)[1].split("\n#   check", 1)[0]
+    assert all(cond.metric.split("/")[1] in expected for cond in conditions)
+
+
+def test_conditions_parse_and_compare(tmp_path):
+    config = tmp_path / "r.yaml"
+    config.write_text("# A recipe.\n#   check:    test/acc >= 0.80; val/wer < 3e-1\n#   check: test/f1 > 82\nmodel: {}\n"
+                      "#   check: val/ignored >= 1\n")  # check lines below the header are not read
+    acc, wer, f1 = check_recipes.parse_checks(config)
+    assert (acc.metric, acc.op, acc.value) == ("test/acc", ">=", 0.8)
+    assert (wer.metric, wer.op, wer.value) == ("val/wer", "<", 0.3)
+    assert (f1.metric, f1.op, f1.value) == ("test/f1", ">", 82.0)
+    assert acc.holds(0.80) and not acc.holds(0.7999) and not acc.holds(None)
+    assert wer.holds(0.29) and not wer.holds(0.3)
+
+
+@pytest.mark.parametrize("header", ["# A recipe\n#   expected: test/acc >= 0.8\n", "#   check: test/acc = 0.8\n",
+                                    "#   check: test/acc >= high\n"])
+def test_missing_or_unreadable_check_names_the_file(tmp_path, header):
+    config = tmp_path / "bad.yaml"
+    config.write_text(header + "model: {}\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        check_recipes.parse_checks(config)
+
+
+def test_dry_run_lists_every_recipe(capsys):
+    assert check_recipes.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(c.stem in out for c in CONFIGS)
+    assert "test/acc >= 0.8" in out
+
+
+def test_unknown_recipe_is_an_error(capsys):
+    assert check_recipes.main(["--dry-run", "--only", "no_such_recipe"]) == 2
+    assert "no_such_recipe" in capsys.readouterr().err
+
+
+def fake_runs(monkeypatch, outcomes: dict[str, tuple[dict | None, int]], seen: list) -> None:
+    """Replace the subprocess run by one that writes the given metrics (None: no results.json)."""
+    def run_recipe(config: Path, run_dir: Path, overrides: list[str]):
+        seen.append((config.stem, run_dir, overrides))
+        metrics, code = outcomes[config.stem]
+        run_dir.mkdir(parents=True)
+        if metrics is not None:
+            (run_dir / "results.json").write_text(json.dumps({"metrics": metrics}))
+        return check_recipes.Outcome(metrics, 61.0, 119.6, code)
+
+    monkeypatch.setattr(check_recipes, "run_recipe", run_recipe)
+
+
+def test_a_run_that_meets_its_claim_passes(tmp_path, monkeypatch, capsys):
+    seen = []
+    fake_runs(monkeypatch, {"convnext_fashion_mnist": ({"test/acc": 0.842}, 0)}, seen)
+    code = check_recipes.main(["--only", "convnext_fashion_mnist", "--root", str(tmp_path), "--", "--seed_everything", "1"])
+    assert code == 0
+    assert seen == [("convnext_fashion_mnist", tmp_path / "convnext_fashion_mnist", ["--seed_everything", "1"])]
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("convnext_fashion_mnist ")][-1].split()
+    assert row == ["convnext_fashion_mnist", "test/acc", ">=", "0.8", "0.842", "pass", "1m01s", "2m00s"]
+    assert "1 of 1 checks passed" in out
+
+
+def test_a_planted_wrong_claim_fails(tmp_path, monkeypatch, capsys):
+    """The same measured figures against a claim they miss: the check fails and so does the exit status."""
+    configs = tmp_path / "configs" / "image_classification"
+    configs.mkdir(parents=True)
+    text = (REPO / "configs/image_classification/convnext_fashion_mnist.yaml").read_text()
+    assert "check:    test/acc >= 0.80" in text
+    (configs / "convnext_fashion_mnist.yaml").write_text(text.replace("test/acc >= 0.80", "test/acc >= 0.90"))
+    monkeypatch.setattr(check_recipes, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(check_recipes, "REPO_ROOT", tmp_path)
+    fake_runs(monkeypatch, {"convnext_fashion_mnist": ({"test/acc": 0.842}, 0)}, [])
+    assert check_recipes.main(["--root", str(tmp_path / "runs")]) == 1
+    out = capsys.readouterr().out
+    assert ">= 0.9" in out and "0.842" in out and "FAIL" in out and "0 of 1 checks passed; 1 FAILED" in out
+
+
+def test_failed_runs_and_missing_metrics_fail(tmp_path, monkeypatch, capsys):
+    fake_runs(monkeypatch, {"vit_fashion_mnist": (None, 1), "minilm_debian_sections": ({"test/acc": 0.9}, 0)}, [])
+    code = check_recipes.main(["--only", "vit_fashion_mnist", "minilm_debian_sections", "--root", str(tmp_path)])
+    assert code == 1
+    out = capsys.readouterr().out.split("\n\n")[-2]  # the table
+    rows = {tuple(line.split()[:2]): line for line in out.splitlines()[1:]}
+    assert "FAIL (exit 1)" in rows[("vit_fashion_mnist", "test/acc")]
+    assert " pass " in rows[("minilm_debian_sections", "test/acc")] + " "
+    assert "FAIL" in rows[("minilm_debian_sections", "test/f1")]  # no test/f1 in its results: not a pass
