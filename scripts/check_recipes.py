@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows, ("recipe", "config", "check")))
         return 0
 
-    root = args.root or REPO_ROOT / "runs" / "check_recipes" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    root = (args.root or REPO_ROOT / "runs" / "check_recipes" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     print(f"run folders under {root}; torch threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
           flush=True)
     rows = []
