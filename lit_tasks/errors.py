@@ -6,8 +6,6 @@ Each message names the culprit (file, row, field or config key) and what was exp
 
 from __future__ import annotations
 
-from lit_tasks.safe_load import UnsafeFileError
-
 
 class ConfigError(ValueError):
     """A config value we cannot honour: ours or an HF `config.json`'s, a CLI option's."""
@@ -23,6 +21,11 @@ class DataError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, or holds another model than the config builds."""
+
+
+class UnsafeFileError(ValueError):
+    """A torch file that holds more than tensors and plain data: refused, never executed
+    (`lit_tasks.safe_load`)."""
 
 
 class SweepError(ValueError):

@@ -15,21 +15,13 @@ from pathlib import Path
 
 from lit_tasks import zoo
 from lit_tasks.checkpoint_io import load_checkpoint_file
-from lit_tasks.errors import CheckpointError
-
-NET_PREFIX = "net."  # where tasks keep the zoo network
+from lit_tasks.tasks.network import checkpoint_network
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     checkpoint = load_checkpoint_file(ckpt_path)
-    meta = checkpoint.get("lit_tasks") or {}
-    if "spec" not in meta:
-        raise CheckpointError(f"{ckpt_path}: no lit_tasks model description in this checkpoint; it cannot be exported")
-    model = zoo.from_spec(meta["spec"])
-    state = {k[len(NET_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(NET_PREFIX)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{ckpt_path}: weights do not fit the stored model (missing {missing}, unexpected {unexpected})")
+    model = checkpoint_network(checkpoint, ckpt_path)
+    meta = checkpoint["lit_tasks"]
     out_dir = Path(out_dir)
     zoo.save_pretrained(model, out_dir, label_names=meta.get("label_names"), preprocessor=meta.get("preprocessor"))
     for name, text in (meta.get("tokenizer_files") or {}).items():

@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 
+from lit_tasks.errors import CheckpointError, UnsafeFileError
+
 REFUSED = "Weights only load failed"  # how torch's restricted unpickler starts its refusal
 GLOBAL = re.compile(r"GLOBAL (\S+)")
-
-
-class UnsafeFileError(ValueError):
-    """A torch file that holds more than tensors and plain data: refused, never executed."""
+__all__ = ["UnsafeFileError", "checkpoint_entry", "read_checkpoint", "torch_load"]
 
 
 def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
@@ -40,3 +39,22 @@ def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
             f"with torch.load(weights_only=True) only (tensors, numbers, strings, lists and dicts); nothing from the "
             f"file was run. Use a checkpoint written by lit_tasks, or convert the weights to .safetensors."
         ) from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """A checkpoint's content via `torch_load`; a CheckpointError naming the file when it is damaged
+    or not a torch file (an UnsafeFileError when it asks for code)."""
+    try:
+        return torch_load(path)
+    except UnsafeFileError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged files
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({exc})") from exc
+
+
+def checkpoint_entry(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The "lit_tasks" entry of a checkpoint fit wrote (spec, preprocessor config, tokenizer files,
+    label names...), None when the file holds none."""
+    checkpoint = read_checkpoint(path)
+    entry = checkpoint.get("lit_tasks") if isinstance(checkpoint, dict) else None
+    return entry if isinstance(entry, dict) else None

@@ -177,8 +177,8 @@ class AudioDataModule(SplitDataModule):
     the world size, as torch's DistributedSampler does); eval loaders never pad or repeat.
 
     ``label_names`` (sorted unique train labels or class folder names) and ``num_classes`` are
-    set right after construction for classification ([] and 0 for transcription and unlabelled;
-    use :meth:`transcripts` to build a vocabulary).
+    set right after construction for classification, and only then (use :meth:`transcripts` to
+    build a vocabulary).
     """
 
     def __init__(
@@ -258,14 +258,14 @@ class AudioDataModule(SplitDataModule):
         self._records: dict[str, list[AudioRecord]] = {}
         self._datasets: dict[str, AudioDataset] = {}
         self._train_rows: list[TableRow] | None = None
-        self.label_names: list[str] = []
-        if task == "classification":
+        if task == "classification":  # only then: the CLI links them into the model when present
+            self.label_names: list[str] = []
             if root:
                 self.label_names = src.folder_classes(root, "train")
             elif train_file:
                 self._train_rows = self._read_rows(train_file)
                 self.label_names = src.manifest_labels(self._train_rows)
-        self.num_classes: int = len(self.label_names)
+            self.num_classes: int = len(self.label_names)
 
     # ------------------------------------------------------------------ records
 
@@ -311,7 +311,7 @@ class AudioDataModule(SplitDataModule):
             return self._records[split]
         rows = self._rows(split)
         unlabelled = split == "predict" and bool(self.predict_file)
-        index = {name: i for i, name in enumerate(self.label_names)}
+        index = {name: i for i, name in enumerate(self.label_names)} if self.task == "classification" else {}
         counts = {"rows": len(rows), "bad": 0, "filtered": 0, "cropped": 0}
         bad, filtered, records = [], [], []
         for row in rows:

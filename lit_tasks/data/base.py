@@ -11,6 +11,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from lit_tasks.errors import DataError
+from lit_tasks.safe_load import checkpoint_entry
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SplitDataModule(L.LightningDataModule):
 
 def read_preprocessor_json(path: str, instead: str) -> tuple[dict[str, Any], Path | None]:
     """(the HF `preprocessor_config.json` as a dict, its path) for a checkpoint folder, the JSON
-    itself, or a file in the folder (the CLI links `model.init_from` here).
+    itself, a file in the folder, or a lit_tasks .ckpt (no path; the CLI links `model.init_from` here).
 
     A folder without the JSON logs a warning saying what is used `instead` and gives ({}, None);
     a path that does not exist, invalid JSON or a non-object is a DataError.
@@ -49,6 +50,11 @@ def read_preprocessor_json(path: str, instead: str) -> tuple[dict[str, Any], Pat
             f"preprocessor: {given} does not exist; expected a checkpoint folder holding {PREPROCESSOR_FILE}, "
             "or the JSON file itself."
         )
+    if given.is_file() and given.suffix == ".ckpt":  # a lit_tasks checkpoint stores the dict
+        config = (checkpoint_entry(given) or {}).get("preprocessor")
+        if not config:
+            log.warning("preprocessor: the checkpoint %s stores no %s; using %s.", given, PREPROCESSOR_FILE, instead)
+        return config or {}, None
     folder = given if given.is_dir() else given.parent
     file = given if given.suffix == ".json" else folder / PREPROCESSOR_FILE
     if not file.is_file():

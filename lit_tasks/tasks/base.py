@@ -1,8 +1,9 @@
-"""What every task shares: the optimiser, the lr schedule, and hooks for run reporting.
+"""What every task shares: the network, the optimiser and lr schedule, the loss and metric
+logging per stage, the step wrappers and the architecture stored in checkpoints.
 
-A task is a LightningModule that holds the system (network, loss, metrics,
-optimiser), not the network's internals. Subclasses implement `_step` and declare
-the metric checkpoints are chosen by in `monitor`.
+A task is a LightningModule that holds the system (network, loss, metrics, optimiser), not
+the network's internals. A task names the input it feeds (`MODALITY`) and the zoo head it
+needs (`HEAD`), builds `self.net` with `build_net`, and states its loss and metrics in `step`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric, Metric, MetricCollection
+
+from lit_tasks import zoo
+from lit_tasks.errors import CheckpointError, ConfigError
+from lit_tasks.tasks.network import build_network
+
+STAGES = ("train", "val", "test")
+EVAL_STAGES = ("val", "test")
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0):
@@ -32,10 +41,28 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim <= 1 or name.endswith((".position_embeddings", ".cls_token", "position_embedding"))
 
 
+def describe(spec: dict[str, Any]) -> str:
+    """"a 'bert' sequence_classification model with 3 labels" for a checkpoint's spec."""
+    labels = f" with {spec['num_classes']} labels" if spec.get("num_classes") is not None else ""
+    head = f"{spec['head']} " if spec.get("head") else ""
+    return f"a '{spec.get('family')}' {head}model{labels}"
+
+
 class TaskModule(L.LightningModule):
-    """Shared base of the tasks: AdamW + warm-up/cosine, optional layer-wise lr decay.
+    """Shared base of the tasks: the network, AdamW + warm-up/cosine with optional layer-wise lr
+    decay, per-stage metrics, and the architecture checked when a checkpoint is loaded.
+
+    The network is `build_network(MODALITY, HEAD, ...)` (`lit_tasks.tasks.network`): a zoo preset
+    (`backbone`, with `backbone_config` overriding preset fields), an HF-format folder or one of
+    our own checkpoints (`init_from`) whose backbone is taken and whose head is kept when it is
+    this task's (of the same size) and otherwise freshly initialised, with a warning.
 
     Args:
+        backbone: a zoo preset of the task's modality with its head (`lit_tasks.zoo.PRESETS`),
+            e.g. "vit-base-patch16-224", "all-minilm-l6-v2", "wav2vec2-base".
+        backbone_config: preset fields to override, e.g. {"num_hidden_layers": 2}.
+        init_from: an HF-format folder (config.json + safetensors) or a lit_tasks checkpoint
+            (.ckpt, e.g. a pretraining run's best.ckpt) to fine-tune from.
         lr: peak learning rate.
         weight_decay: AdamW decoupled weight decay (not applied to biases and norms).
         warmup_fraction: share of all optimiser steps spent warming up linearly.
@@ -44,34 +71,147 @@ class TaskModule(L.LightningModule):
             a block d layers below it lr * layer_decay**d; None turns it off.
     """
 
-    monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")  # (metric, "min"|"max")
+    MODALITY: ClassVar[str]  # "image", "text" or "audio": the families that fit
+    HEAD: ClassVar[str]  # the zoo head the task trains
+    monitor: ClassVar[tuple[str, str]] = ("val/loss", "min")  # (metric, "min"|"max") choosing checkpoints
 
     def __init__(
         self,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        warmup_fraction: float = 0.05,
+        backbone: str | None = None,
+        backbone_config: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.1,
         min_lr_ratio: float = 0.0,
         layer_decay: float | None = None,
     ) -> None:
         super().__init__()
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup_fraction = warmup_fraction
-        self.min_lr_ratio = min_lr_ratio
-        self.layer_decay = layer_decay
+        self.save_hyperparameters()  # every task's arguments, as built (results.json's config)
+        if lr < 0 or weight_decay < 0 or not 0 <= warmup_fraction <= 1 or not 0 <= min_lr_ratio <= 1:
+            raise ConfigError(f"expected model.lr ({lr}) and model.weight_decay ({weight_decay}) >= 0, "
+                              f"model.warmup_fraction ({warmup_fraction}) and model.min_lr_ratio ({min_lr_ratio}) in [0, 1]")
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ConfigError(f"model.layer_decay is {layer_decay}; expected a factor in (0, 1] or null")
+        self.lr, self.weight_decay, self.layer_decay = lr, weight_decay, layer_decay
+        self.warmup_fraction, self.min_lr_ratio = warmup_fraction, min_lr_ratio
+        self.losses = nn.ModuleDict({s: MeanMetric() for s in EVAL_STAGES})  # sample-weighted under DDP
 
-    # -- the network, for layer-wise decay ------------------------------------------------
+    def build_net(self, num_labels: int | None = None, backbone_config: dict[str, Any] | None = None) -> nn.Module:
+        """`self.net`: the HEAD model of the configured backbone; `num_labels` sizes its output layer,
+        `backbone_config` (default: the configured one) adds fields the data decides."""
+        config = self.hparams.backbone_config if backbone_config is None else backbone_config
+        self.net = build_network(self.MODALITY, self.HEAD, self.hparams.backbone, config, self.hparams.init_from,
+                                 num_labels)
+        return self.net
+
+    # -- steps and logging ----------------------------------------------------------------
+    def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+        """The loss of `batch` ("train", "val" or "test"), its metrics updated and logged."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        return self.step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.step(batch, "test")
+
+    def stage_metrics(self, metrics: dict[str, Metric], stages: tuple[str, ...] = STAGES) -> None:
+        """`self.metrics`: a copy of `metrics` per stage, logged as "<stage>/<name>" by `log_metrics`."""
+        # compute_groups=False: grouping shares state between metrics whose states merely look equal
+        collection = MetricCollection(metrics, compute_groups=False)
+        # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the "_metrics" suffix
+        self.metrics = nn.ModuleDict({f"{s}_metrics": collection.clone(prefix=f"{s}/") for s in stages})
+
+    def log_loss(self, stage: str, loss: torch.Tensor, weight: int) -> None:
+        """train/loss per step and epoch; val/test loss per epoch, weighted by `weight` (samples,
+        words...) so that the epoch value is exact under DDP."""
+        if stage == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=weight)
+        else:
+            self.losses[stage].update(loss.detach(), weight=weight)
+            self.log(f"{stage}/loss", self.losses[stage], on_step=False, on_epoch=True, prog_bar=True)
+
+    def log_metrics(self, stage: str, weight: int, *inputs: Any) -> None:
+        """Update the stage's metrics with `inputs` (predictions, targets) and log them per epoch."""
+        metrics = self.metrics[f"{stage}_metrics"]
+        metrics.update(*inputs)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=weight)
+
+    def start_epoch(self, stage: str) -> None:
+        """Called as a val/test epoch starts (e.g. to clear the samples kept for figures)."""
+
+    def end_epoch(self, stage: str) -> None:
+        """Called as a train/val/test epoch ends (e.g. to log metrics computed over the epoch)."""
+
+    def on_validation_epoch_start(self) -> None:
+        self.start_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.start_epoch("test")
+
+    def on_train_epoch_end(self) -> None:
+        self.end_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.end_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.end_epoch("test")
+
+    # -- the data --------------------------------------------------------------------------
+    def attached_data(self) -> Any | None:
+        """The trainer's DataModule, None without one."""
+        return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+
+    def setup(self, stage: str) -> None:
+        """Check that the attached data fits the network before the first batch."""
+        data = self.attached_data()
+        if data is not None:
+            self.check_data(data)
+
+    def check_data(self, data: Any) -> None:
+        """A ConfigError when `data` cannot feed the network: for text, the tokenizer's ids and the
+        longest sequence."""
+        tokenizer = getattr(data, "tokenizer", None)
+        if tokenizer is None or not hasattr(self.net.config, "max_position_embeddings"):
+            return
+        config = self.net.config
+        if tokenizer.vocab_size > config.vocab_size:
+            raise ConfigError(f"the tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens but the model's "
+                              f"vocab_size is {config.vocab_size}; use the checkpoint's own tokenizer or set "
+                              "model.backbone_config.vocab_size")
+        if data.max_length > config.max_position_embeddings:
+            raise ConfigError(f"data.max_length is {data.max_length} but the model has "
+                              f"{config.max_position_embeddings} positions; lower data.max_length")
+
+    def data_preprocessor(self) -> dict[str, Any] | None:
+        """The attached DataModule's HF `preprocessor_config.json` dict (image and audio data
+        describe their resizing / sampling rate and normalisation), or None without one."""
+        data = self.attached_data()
+        return data.preprocessor_config() if hasattr(data, "preprocessor_config") else None
+
+    # -- the optimiser ---------------------------------------------------------------------
+    def layer_depth(self, name: str) -> tuple[int, int]:
+        """(depth of parameter `name`, depth of the head) for layer-wise lr decay: the base model's
+        `layer_index` under the network's base model, the head's depth for everything else."""
+        family = zoo.REGISTRY[zoo.head_of(self.net)[0]]
+        attr, base = zoo.registry.base_of(self.net, family)
+        deepest = base.num_layers + 1
+        name = name.removeprefix("net.")
+        if attr and not name.startswith(attr + "."):
+            return deepest, deepest
+        return base.layer_index(name.removeprefix(attr + ".") if attr else name), deepest
+
     def layer_scale(self, name: str) -> float:
-        """lr multiplier of parameter `name`; tasks with a zoo backbone override `layer_depth`."""
+        """lr multiplier of parameter `name`."""
         if self.layer_decay is None:
             return 1.0
         depth, deepest = self.layer_depth(name)
         return self.layer_decay ** (deepest - depth)
-
-    def layer_depth(self, name: str) -> tuple[int, int]:
-        """(depth of parameter `name`, depth of the head) for layer-wise lr decay."""
-        raise NotImplementedError(f"{type(self).__name__} does not support layer_decay")
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
@@ -90,20 +230,46 @@ class TaskModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # -- reporting hooks read by lit_tasks.callbacks --------------------------------------
+    # -- reports and checkpoints -----------------------------------------------------------
     def figures(self, stage: str) -> dict[str, Any]:
         """matplotlib figures describing the last `stage` epoch, by name (logged and saved)."""
         return {}
 
-    def export_metadata(self) -> dict[str, Any]:
-        """What `lit_tasks export` needs besides the weights (stored in every checkpoint)."""
+    def spec(self) -> dict[str, Any]:
+        """The architecture as plain data (`zoo.spec`), stored in checkpoints and compared on loading."""
+        return zoo.spec(self.net)
+
+    def task_metadata(self) -> dict[str, Any]:
+        """What the task adds to its checkpoints (label names, decoding settings...)."""
         return {}
 
-    def data_preprocessor(self) -> dict[str, Any] | None:
-        """The attached DataModule's HF `preprocessor_config.json` dict (image and audio data
-        describe their resizing / sampling rate and normalisation), or None without one."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        return datamodule.preprocessor_config() if hasattr(datamodule, "preprocessor_config") else None
+    def export_metadata(self) -> dict[str, Any]:
+        """What `lit_tasks export` needs besides the weights (stored in every checkpoint): the
+        spec, the data's preprocessor config and tokenizer files, and the task's own entries."""
+        meta: dict[str, Any] = {"spec": self.spec(), "preprocessor": self.data_preprocessor()}
+        tokenizer = getattr(self.attached_data(), "tokenizer", None)
+        if tokenizer is not None:
+            meta["tokenizer_files"] = tokenizer.files()
+        return {**meta, **self.task_metadata()}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lit_tasks"] = {"task": type(self).__qualname__, **self.export_metadata()}
+
+    def check_checkpoint(self, meta: dict[str, Any]) -> None:
+        """A CheckpointError when the checkpoint's task entries (`meta`) do not fit this task;
+        called once its architecture matched."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("lit_tasks")
+        if not isinstance(meta, dict) or "spec" not in meta:
+            raise CheckpointError("the checkpoint was not written by lit_tasks (no 'lit_tasks' entry with a spec)")
+        saved, ours = meta["spec"], self.spec()
+        if saved == ours:
+            self.check_checkpoint(meta)
+            return
+        message = f"the checkpoint holds {describe(saved)}, but the config builds {describe(ours)}"
+        if describe(saved) == describe(ours):
+            theirs, mine = saved.get("config", {}), ours["config"]
+            differ = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+            message += f" of another size (config.json fields {differ} differ)"
+        raise CheckpointError(message + "; use the config the checkpoint was trained with")

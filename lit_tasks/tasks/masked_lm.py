@@ -6,17 +6,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, Metric, MetricCollection
+from torch import nn
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_tasks import zoo
-from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
-from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.network import build_network
-from lit_tasks.tasks.text_model import tokenizer_files
+from lit_tasks.tasks.base import STAGES, TaskModule
 
-STAGES = ("train", "val", "test")
 IGNORE = -100  # label of positions that are not predicted (lit_tasks.data.masked_lm)
 
 
@@ -47,12 +43,12 @@ class MaskedLanguageModeling(TaskModule):
     """Pretrain BERT with the masked-LM objective (Devlin et al. 2019, Sec. 3.1, Task #1) and,
     when the data gives ``next_sentence_label``, next-sentence prediction (Task #2).
 
-    The network is ``build_network("text", "pretraining", ...)``: the encoder, an MLM head whose decoder
-    is the word-embedding matrix (tied) and an NSP classifier on the pooler. From scratch
-    (``backbone`` preset + ``backbone_config``) the embedding gets ``vocab_size`` rows, linked
-    from the DataModule's tokenizer; with ``init_from`` the checkpoint's vocabulary must be
-    the tokenizer's (else a ConfigError). Without NSP the pooler and NSP head are frozen
-    (unused: DDP needs every trainable parameter to get a gradient).
+    The network is the zoo's text "pretraining" head (see TaskModule): the encoder, an MLM head
+    whose decoder is the word-embedding matrix (tied) and an NSP classifier on the pooler.
+    From scratch (``backbone`` preset + ``backbone_config``) the embedding gets ``vocab_size``
+    rows, linked from the DataModule's tokenizer; with ``init_from`` the checkpoint's
+    vocabulary must be the tokenizer's (else a ConfigError). Without NSP the pooler and NSP
+    head are frozen (unused: DDP needs every trainable parameter to get a gradient).
 
     Batches (lit_tasks.data.masked_lm.MaskedLMDataModule): ``input_ids``, ``attention_mask``,
     ``token_type_ids`` (B, T) long; ``labels`` (B, T) long, the original id at predicted
@@ -63,38 +59,25 @@ class MaskedLanguageModeling(TaskModule):
     ``nsp_acc`` with NSP; checkpoints are chosen by the lowest ``val/perplexity``.
 
     Args:
-        backbone: BERT preset (``lit_tasks.zoo.bert.PRESETS``), e.g. "bert-test", "all-minilm-l6-v2".
-        backbone_config: preset fields to override, e.g. {"num_hidden_layers": 4, "hidden_size": 256}.
-        init_from: HF-format BERT folder to continue pretraining from.
         vocab_size: the tokenizer's vocabulary size (linked from the data).
         nsp: train next-sentence prediction (linked from the data).
-        lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay: see TaskModule.
+        backbone, backbone_config, init_from, lr, weight_decay, warmup_fraction, min_lr_ratio,
+            layer_decay: see TaskModule.
     """
 
+    MODALITY, HEAD = "text", "pretraining"
     monitor = ("val/perplexity", "min")
 
-    def __init__(
-        self,
-        backbone: str | None = None,
-        backbone_config: dict[str, Any] | None = None,
-        init_from: str | None = None,
-        vocab_size: int | None = None,
-        nsp: bool = False,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
-        warmup_fraction: float = 0.06,
-        min_lr_ratio: float = 0.0,
-        layer_decay: float | None = None,
-    ) -> None:
-        super().__init__(lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay)
-        self.save_hyperparameters()
-        config = dict(backbone_config or {})
+    def __init__(self, vocab_size: int | None = None, nsp: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        init_from = self.hparams.init_from
+        config = dict(self.hparams.backbone_config or {})
         if vocab_size is not None and init_from is None:
             if config.get("vocab_size", vocab_size) != vocab_size:
                 raise ConfigError(f"model.backbone_config.vocab_size is {config['vocab_size']} but the tokenizer has "
                                   f"{vocab_size} tokens; drop backbone_config.vocab_size (it comes from the data)")
             config["vocab_size"] = vocab_size
-        self.net = build_network("text", "pretraining", backbone, config or None, init_from)
+        self.build_net(backbone_config=config)
         if vocab_size is not None and self.net.config.vocab_size != vocab_size:
             raise ConfigError(
                 f"model.init_from {init_from} has a vocabulary of {self.net.config.vocab_size} tokens but the "
@@ -108,11 +91,8 @@ class MaskedLanguageModeling(TaskModule):
         metrics = {"mlm_acc": MulticlassAccuracy(self.net.config.vocab_size, average="micro")}
         if nsp:
             metrics["nsp_acc"] = MulticlassAccuracy(2, average="micro")
-        metrics = MetricCollection(metrics, compute_groups=False)
-        # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the "_metrics" suffix
-        self.metrics = torch.nn.ModuleDict({f"{s}_metrics": metrics.clone(prefix=f"{s}/") for s in STAGES})
-        self.perplexity = torch.nn.ModuleDict({f"{s}_perplexity": Perplexity() for s in STAGES})
-        self.losses = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self.stage_metrics(metrics)
+        self.perplexity = nn.ModuleDict({f"{s}_perplexity": Perplexity() for s in STAGES})
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """(MLM logits (M, V) at the M positions where ``labels`` != -100, or (B, T, V) for
@@ -123,7 +103,7 @@ class MaskedLanguageModeling(TaskModule):
         mlm = self.net.mlm(hidden, self.net.bert.embeddings.word_embeddings.weight)  # tied decoder
         return mlm, self.net.nsp(out.pooler_output)  # (M, V), (B, 2)
 
-    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+    def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         labels = batch["labels"]  # (B, T)
         mlm_logits, nsp_logits = self(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], labels)
         targets = labels[labels != IGNORE]  # (M,)
@@ -140,41 +120,8 @@ class MaskedLanguageModeling(TaskModule):
             nsp_labels = batch["next_sentence_label"]  # (B,)
             loss = loss + F.cross_entropy(nsp_logits, nsp_labels)
             stage_metrics["nsp_acc"].update(nsp_logits, nsp_labels)
-        if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
-        else:
-            self.losses[stage].update(loss.detach(), weight=batch_size)
-            self.log(f"{stage}/loss", self.losses[stage], on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log_loss(stage, loss, batch_size)
         self.log_dict(stage_metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch_size)
         self.log(f"{stage}/perplexity", self.perplexity[f"{stage}_perplexity"], on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=batch_size)
         return loss
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def layer_depth(self, name: str) -> tuple[int, int]:
-        deepest = self.net.num_layers + 1
-        return (self.net.layer_index(name.removeprefix("net.")) if name.startswith("net.") else deepest), deepest
-
-    def export_metadata(self) -> dict[str, Any]:
-        config = self.net.config.to_hf()
-        return {"bert_config": config, "head": "pretraining", "tokenizer_files": tokenizer_files(self),
-                "spec": zoo.spec(self.net)}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("lit_tasks", {}).get("bert_config")
-        if saved is None:
-            raise CheckpointError("the checkpoint holds no masked-LM BERT written by lit_tasks (no 'bert_config')")
-        ours = self.net.config.to_hf()
-        if saved != ours:
-            diff = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
-            raise CheckpointError(f"the checkpoint's BERT differs from the one the config builds in {diff} "
-                                  f"(checkpoint {[saved.get(k) for k in diff]}, config {[ours.get(k) for k in diff]}); "
-                                  "use the config (and tokenizer) the checkpoint was trained with")

@@ -9,21 +9,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
+from torch import nn
 
-from lit_tasks import zoo
-from lit_tasks.errors import CheckpointError
 from lit_tasks.errors import ConfigError
 from lit_tasks.metrics.squad import SquadScores, score_question
 from lit_tasks.tasks.answer_spans import AnswerCollector, Question, decide, merge_questions, window_candidates
-from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.network import build_network
-from lit_tasks.tasks.text_model import attached_text_data, tokenizer_files
+from lit_tasks.tasks.base import EVAL_STAGES, TaskModule
 
 log = logging.getLogger(__name__)
-
-HEAD = "question_answering"
-EVAL_STAGES = ("val", "test")
 
 
 def span_loss(start: torch.Tensor, end: torch.Tensor, start_positions: torch.Tensor,
@@ -36,9 +29,8 @@ def span_loss(start: torch.Tensor, end: torch.Tensor, start_positions: torch.Ten
 class QuestionAnswering(TaskModule):
     """Find the answer to a question as a span of its context.
 
-    The network is `build_network("text", "question_answering", ...)`: a zoo preset (`backbone`, with
-    `backbone_config` overriding preset fields) or an HF-format folder (`init_from`, e.g.
-    all-MiniLM-L6-v2, whose span head is then freshly initialised). The CLI links `init_from`
+    The network is the zoo's text "question_answering" head (see TaskModule), e.g. `init_from`
+    all-MiniLM-L6-v2, whose span head is then freshly initialised. The CLI links `init_from`
     to the DataModule's `preprocessor`, so the folder's tokenizer is used.
 
     Batches (lit_tasks.data.question_answering.QuestionAnsweringDataModule): one window of a
@@ -55,48 +47,28 @@ class QuestionAnswering(TaskModule):
     incomplete at the end of an epoch are gathered across processes and decided on rank 0.
 
     Args:
-        backbone: BERT preset name (`lit_tasks.zoo.bert.PRESETS`), e.g. "all-minilm-l6-v2".
-        backbone_config: preset fields to override, e.g. {"num_hidden_layers": 2}.
-        init_from: HF-format BERT folder (config.json + safetensors) to fine-tune from.
         n_best: start and end tokens considered per window (the top n_best of each).
         max_answer_length: the longest answer, in tokens.
         null_answers: SQuAD v2: a question may have no answer; it gets none when the [CLS]
             score beats the best span's score by more than `null_threshold`.
         null_threshold: see `null_answers` (higher: fewer "no answer" predictions).
-        lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay: see TaskModule.
+        backbone, backbone_config, init_from, lr, weight_decay, warmup_fraction, min_lr_ratio,
+            layer_decay: see TaskModule.
     """
 
+    MODALITY, HEAD = "text", "question_answering"
     monitor = ("val/f1", "max")
 
-    def __init__(
-        self,
-        backbone: str | None = None,
-        backbone_config: dict[str, Any] | None = None,
-        init_from: str | None = None,
-        n_best: int = 20,
-        max_answer_length: int = 30,
-        null_answers: bool = False,
-        null_threshold: float = 0.0,
-        lr: float = 5e-5,
-        weight_decay: float = 0.01,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.0,
-        layer_decay: float | None = None,
-    ) -> None:
-        super().__init__(lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay)
-        self.save_hyperparameters()
+    def __init__(self, n_best: int = 20, max_answer_length: int = 30, null_answers: bool = False,
+                 null_threshold: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if n_best < 1 or max_answer_length < 1:
             raise ConfigError(f"model.n_best ({n_best}) and model.max_answer_length ({max_answer_length}) must be >= 1")
         self.n_best, self.max_answer_length = n_best, max_answer_length
         self.null_answers, self.null_threshold = null_answers, null_threshold
-        self.net = build_network("text", HEAD, backbone, backbone_config, init_from)
-        self.squad = torch.nn.ModuleDict({s: SquadScores() for s in EVAL_STAGES})
-        self.losses = torch.nn.ModuleDict({s: MeanMetric() for s in EVAL_STAGES})  # window-weighted under DDP
+        self.build_net()
+        self.squad = nn.ModuleDict({s: SquadScores() for s in EVAL_STAGES})
         self.collectors = {s: AnswerCollector() for s in (*EVAL_STAGES, "predict")}
-
-    def setup(self, stage: str) -> None:
-        """Check that the tokenizer and window length fit the network before the first batch."""
-        attached_text_data(self)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,16 +82,12 @@ class QuestionAnswering(TaskModule):
     def _logits(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return self(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
-    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+    def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         start, end = self._logits(batch)  # (B, T) each
         loss = span_loss(start, end, batch["start_positions"], batch["end_positions"])
-        size = start.shape[0]
-        if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-            return loss
-        self.losses[stage].update(loss.detach(), weight=size)
-        self.log(f"{stage}/loss", self.losses[stage], on_step=False, on_epoch=True, prog_bar=True)
-        self._score(stage, self._collect(stage, batch, start, end))
+        self.log_loss(stage, loss, start.shape[0])  # window-weighted
+        if stage != "train":
+            self._score(stage, self._collect(stage, batch, start, end))
         return loss
 
     def _collect(self, stage: str, batch: dict[str, Any], start: torch.Tensor, end: torch.Tensor) -> list[Question]:
@@ -132,15 +100,6 @@ class QuestionAnswering(TaskModule):
         scored = [score_question(decide(q, self.null_answers, self.null_threshold)["answer"], q.answers or [])
                   for q in questions]
         self.squad[stage].update([em for em, _ in scored], [f for _, f in scored], [bool(q.answers) for q in questions])
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """One row per question, once its last window is seen: {"id", "answer", "score", "start",
@@ -170,17 +129,13 @@ class QuestionAnswering(TaskModule):
                         "e.g. by limit_%s_batches).", stage, incomplete, "val" if stage == "val" else stage)
         self._score(stage, pending)
 
-    def _end_epoch(self, stage: str) -> None:
+    def end_epoch(self, stage: str) -> None:
+        if stage == "train":
+            return
         self._finish_pending(stage)
         scores = self.squad[stage].compute()  # summed over processes: the same on every rank
         self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=False, sync_dist=True)
         self.squad[stage].reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._end_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._end_epoch("test")
 
     def on_predict_epoch_end(self) -> None:
         left = self.collectors["predict"].drain()
@@ -188,29 +143,6 @@ class QuestionAnswering(TaskModule):
             log.warning("predict: %d question(s) were not written: the prediction was cut short before their last "
                         "window (limit_predict_batches?).", len(left))
 
-    # -- layer decay and checkpoints ------------------------------------------------------
-    def layer_depth(self, name: str) -> tuple[int, int]:
-        deepest = self.net.num_layers + 1  # embeddings 0, block i at i + 1, the span head on top
-        return self.net.layer_index(name.removeprefix("net.")), deepest
-
-    def spec(self) -> dict[str, Any]:
-        """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return zoo.spec(self.net)
-
-    def export_metadata(self) -> dict[str, Any]:
-        return {"spec": self.spec(), "n_best": self.n_best, "max_answer_length": self.max_answer_length,
-                "null_answers": self.null_answers, "null_threshold": self.null_threshold,
-                "tokenizer_files": tokenizer_files(self)}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("lit_tasks", {}).get("spec")
-        if saved is None:
-            raise CheckpointError("the checkpoint was not written by lit_tasks (no 'lit_tasks' entry)")
-        ours = self.spec()
-        if any(saved.get(k) != ours[k] for k in ours):
-            raise CheckpointError(
-                f"the checkpoint holds a '{saved.get('family')}' {saved.get('head', 'image_classification')} model, "
-                f"but the config builds a '{ours['family']}' {HEAD} model"
-                + (" of another size (config.json fields differ)" if saved.get("head") == HEAD else "")
-                + "; use the config the checkpoint was trained with"
-            )
+    def task_metadata(self) -> dict[str, Any]:
+        return {"n_best": self.n_best, "max_answer_length": self.max_answer_length,
+                "null_answers": self.null_answers, "null_threshold": self.null_threshold}

@@ -8,21 +8,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torchmetrics import MeanMetric
+from torch import nn
 
-from lit_tasks import zoo
 from lit_tasks.errors import CheckpointError, ConfigError, DataError
 from lit_tasks.metrics.asr import ErrorRate
-from lit_tasks.tasks import audio_model
-from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.network import build_network
+from lit_tasks.tasks.base import EVAL_STAGES, TaskModule
 from lit_tasks.tasks.ctc_decoding import greedy_decode, prefix_beam_search
 from lit_tasks.text.char_vocab import VOCAB_FILE, CharVocab, TextNormalizer
 from lit_tasks.zoo.wav2vec2 import ctc_loss
 
 log = logging.getLogger("lit_tasks")
 
-HEAD = "ctc"
 SPLITS_OF = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
 
 
@@ -56,24 +52,22 @@ class SpeechRecognition(TaskModule):
     "paths": list of B paths}.
 
     Args:
-        backbone, backbone_config, init_from, freeze_feature_encoder: the network
-            (`lit_tasks.tasks.network.build_network`).
         vocab: vocab.json (or a folder with one); see above.
         word_delimiter: the vocabulary's token for the space between words.
         case, remove_chars: text normalisation.
         oov: what to do with transcript characters outside the vocabulary.
         decoder, beam_width: how frame scores become text.
+        freeze_feature_encoder: do not train the conv feature encoder (usual when fine-tuning).
         log_samples: val/test clips sent to wandb with their reference and predicted transcripts.
-        lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay: see TaskModule.
+        backbone, backbone_config, init_from, lr, weight_decay, warmup_fraction, min_lr_ratio,
+            layer_decay: see TaskModule.
     """
 
+    MODALITY, HEAD = "audio", "ctc"
     monitor = ("val/wer", "min")
 
     def __init__(
         self,
-        backbone: str | None = None,
-        backbone_config: dict[str, Any] | None = None,
-        init_from: str | None = None,
         vocab: str | None = None,
         word_delimiter: str = "|",
         case: Literal["lower", "upper", "keep"] = "lower",
@@ -83,14 +77,9 @@ class SpeechRecognition(TaskModule):
         beam_width: int = 8,
         freeze_feature_encoder: bool = False,
         log_samples: int = 4,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         if oov not in ("error", "unk", "drop"):
             raise ConfigError(f"model.oov is {oov!r}; expected 'error', 'unk' or 'drop'")
         if decoder not in ("greedy", "beam"):
@@ -102,18 +91,18 @@ class SpeechRecognition(TaskModule):
         self.normalize = TextNormalizer(case, remove_chars)
         self.word_delimiter, self.oov = word_delimiter, oov
         self.decoder, self.beam_width, self.log_samples = decoder, beam_width, log_samples
+        init_from = self.hparams.init_from
         if vocab is None and init_from is not None and (Path(init_from) / VOCAB_FILE).is_file():
             vocab = init_from
         self.vocab: CharVocab | None = None
         # Without a vocabulary yet, the head keeps the preset's / checkpoint's size until `setup`.
-        self.net = build_network("audio", HEAD, backbone, backbone_config, init_from)
+        self.build_net()
         if freeze_feature_encoder:
             self.net.freeze_feature_encoder()
         if vocab is not None:
             self._set_vocab(CharVocab.from_file(vocab, word_delimiter))
-        self.losses = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})  # utterance-weighted under DDP
-        self.wer = torch.nn.ModuleDict({s: ErrorRate("word") for s in ("val", "test")})
-        self.cer = torch.nn.ModuleDict({s: ErrorRate("char") for s in ("val", "test")})
+        self.wer = nn.ModuleDict({s: ErrorRate("word") for s in EVAL_STAGES})
+        self.cer = nn.ModuleDict({s: ErrorRate("char") for s in EVAL_STAGES})
         self.oov_counts: dict[str, int] = {}
         self._samples: dict[str, list[dict[str, Any]]] = {}
         self._unchecked_stage: str | None = None
@@ -133,7 +122,7 @@ class SpeechRecognition(TaskModule):
     def setup(self, stage: str) -> None:
         """Build the vocabulary from the train transcripts (fit, none given) and check that the
         transcripts of the splits `stage` uses can be encoded."""
-        data = getattr(self.trainer, "datamodule", None)
+        data = self.attached_data()
         if self.vocab is None:
             if stage == "fit" and hasattr(data, "transcripts"):
                 self._set_vocab(CharVocab.build((self.normalize(t) for t in data.transcripts("train")), self.word_delimiter))
@@ -161,7 +150,7 @@ class SpeechRecognition(TaskModule):
         self._require_vocab()
 
     def _check_stage_transcripts(self) -> None:
-        data = getattr(self._trainer, "datamodule", None)
+        data = self.attached_data()
         stage, self._unchecked_stage = self._unchecked_stage, None
         if stage is not None and hasattr(data, "records"):
             for split in SPLITS_OF.get(stage, ()):
@@ -232,16 +221,13 @@ class SpeechRecognition(TaskModule):
                         zero_infinity=True)
         return loss, logits, frames, references
 
-    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+    def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
         if not batch["paths"]:  # every clip of the batch was skipped as undecodable
             return None
         loss, logits, frames, references = self.loss(batch)
-        batch_size = len(references)
+        self.log_loss(stage, loss, len(references))  # utterance-weighted
         if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
             return loss
-        self.losses[stage].update(loss.detach(), weight=batch_size)
-        self.log(f"{stage}/loss", self.losses[stage], on_step=False, on_epoch=True, prog_bar=True)
         predictions = self.decode(logits.float().log_softmax(-1), frames)
         self.wer[stage].update(predictions, references)
         self.cer[stage].update(predictions, references)
@@ -261,15 +247,6 @@ class SpeechRecognition(TaskModule):
                          "sampling_rate": getattr(self.trainer.datamodule, "sampling_rate", 16000),
                          "reference": references[i], "prediction": predictions[i]})
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """One row per clip: {"path", "text"} and, when the clip has a transcript, "reference"
         (normalised) besides it."""
@@ -282,11 +259,8 @@ class SpeechRecognition(TaskModule):
             rows.append({"path": path, "text": text, **({"reference": self.normalize(given)} if given else {})})
         return rows
 
-    def on_validation_epoch_start(self) -> None:
-        self._samples.pop("val", None)
-
-    def on_test_epoch_start(self) -> None:
-        self._samples.pop("test", None)
+    def start_epoch(self, stage: str) -> None:
+        self._samples.pop(stage, None)
 
     def audio_samples(self, stage: str) -> list[dict[str, Any]]:
         """Up to `log_samples` clips of the last `stage` epoch: {"path", "audio" (N,) float in
@@ -294,24 +268,18 @@ class SpeechRecognition(TaskModule):
         return self._samples.get(stage, [])
 
     # -- checkpoints -------------------------------------------------------------------------
-    def layer_depth(self, name: str) -> tuple[int, int]:
-        return audio_model.layer_depth(self.net, name.removeprefix("net."))
-
-    def spec(self) -> dict[str, Any]:
-        """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return zoo.spec(self.net)
-
-    def export_metadata(self) -> dict[str, Any]:
-        preprocessor = self.data_preprocessor()
+    def task_metadata(self) -> dict[str, Any]:
         if self.vocab is None:
-            return {"spec": self.spec(), "preprocessor": preprocessor}
-        return {"spec": self.spec(), "vocab": self.vocab.tokens, "word_delimiter": self.vocab.word_delimiter,
+            return {}
+        return {"vocab": self.vocab.tokens, "word_delimiter": self.vocab.word_delimiter,
                 "normalizer": {"case": self.normalize.case, "remove_chars": self.normalize.remove_chars},
-                "preprocessor": preprocessor, "tokenizer_files": self.vocab.tokenizer_files()}
+                "tokenizer_files": self.vocab.tokenizer_files()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the checkpoint's vocabulary (none configured; it sizes the head) or check that it
+        is the configured one, then compare the architecture."""
         meta = checkpoint.get("lit_tasks", {})
-        if "spec" not in meta or "vocab" not in meta:
+        if "vocab" not in meta:
             raise CheckpointError("the checkpoint was not written by lit_tasks' SpeechRecognition (no vocabulary)")
         saved = CharVocab(meta["vocab"], meta["word_delimiter"], source="the checkpoint's vocabulary")
         if self.vocab is None:
@@ -321,6 +289,4 @@ class SpeechRecognition(TaskModule):
             raise CheckpointError(f"the checkpoint was trained with another vocabulary than {self.vocab.source} "
                                   f"({len(meta['vocab'])} vs {len(self.vocab)} tokens); drop model.vocab to use "
                                   "the checkpoint's")
-        if meta["spec"] != self.spec():
-            raise CheckpointError("the checkpoint holds a wav2vec2 CTC model of another size than the config builds "
-                                  "(config.json fields differ); use the config the checkpoint was trained with")
+        super().on_load_checkpoint(checkpoint)

@@ -10,19 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics import MeanMetric, Metric
 
-from lit_tasks import zoo
 from lit_tasks.data.samplers import run_seed
-from lit_tasks.errors import CheckpointError, ConfigError
-from lit_tasks.tasks import audio_model
-from lit_tasks.tasks.base import TaskModule
-from lit_tasks.tasks.network import build_network
+from lit_tasks.errors import ConfigError
+from lit_tasks.tasks.base import STAGES, TaskModule
 from lit_tasks.zoo.wav2vec2 import span_mask
 from lit_tasks.zoo.wav2vec2_pretraining import codebook_perplexity, contrastive_logits, diversity_loss, sample_negatives
 
-HEAD = "pretraining"
-STAGES = ("train", "val", "test")
 EVAL_SEED = 20200620  # val/test masks depend on this and the clip only, never on the run's seed
 MEANS = ("contrastive_loss", "contrastive_acc")  # per masked frame
 
@@ -80,8 +76,8 @@ def draw_masks(frames: torch.Tensor, num_frames: int, seeds: list[int], mask_pro
 class Wav2Vec2Pretraining(TaskModule):
     """Pretrain a wav2vec2 on unlabelled audio with the contrastive task (Sec. 3.2).
 
-    The network is `build_network("audio", "pretraining", ...)` (`lit_tasks.zoo.wav2vec2_pretraining`):
-    the context network sees the projected conv features with masked spans replaced by a
+    The network is the zoo's audio "pretraining" head (`lit_tasks.zoo.wav2vec2_pretraining`, see
+    TaskModule): the context network sees the projected conv features with masked spans replaced by a
     learned vector; a Gumbel product quantizer (G groups of V codes) discretises the unmasked
     features. For every masked frame t the loss picks the quantized q_t among q_t and K
     distractors (other masked frames of the same clip) by cosine similarity to c_t / kappa.
@@ -119,10 +115,10 @@ class Wav2Vec2Pretraining(TaskModule):
     Batches (lit_tasks.data.AudioDataModule, task="unlabelled"): {"input_values": (B, L) float,
     "attention_mask": (B, L) long, "paths": list of B paths}.
 
+    The codebook is set by backbone_config's num_codevector_groups, num_codevectors_per_group,
+    codevector_dim and proj_codevector_dim, kappa by contrastive_logits_temperature.
+
     Args:
-        backbone, backbone_config, init_from: the network (`lit_tasks.tasks.network.build_network`); the
-            codebook is set by backbone_config's num_codevector_groups, num_codevectors_per_group,
-            codevector_dim and proj_codevector_dim, kappa by contrastive_logits_temperature.
         mask_prob, mask_length, mask_min_spans: the masks (above).
         num_negatives: distractors K per masked frame; None: the model config's (100 in the
             HF-mirroring presets).
@@ -131,16 +127,15 @@ class Wav2Vec2Pretraining(TaskModule):
         feature_grad_scale: multiplies the gradient reaching the conv feature encoder (the paper
             uses 0.1 for BASE, Sec. 4.2 / fairseq's feature_grad_mult): the quantizer's targets
             then move slower than the context network, which keeps small runs from collapsing.
-        lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay: see TaskModule.
+        backbone, backbone_config, init_from, lr, weight_decay, warmup_fraction, min_lr_ratio,
+            layer_decay: see TaskModule.
     """
 
+    MODALITY, HEAD = "audio", "pretraining"
     monitor = ("val/loss", "min")
 
     def __init__(
         self,
-        backbone: str | None = None,
-        backbone_config: dict[str, Any] | None = None,
-        init_from: str | None = None,
         mask_prob: float = 0.65,
         mask_length: int = 10,
         mask_min_spans: int = 2,
@@ -150,14 +145,9 @@ class Wav2Vec2Pretraining(TaskModule):
         min_gumbel_temperature: float = 0.5,
         gumbel_temperature_decay: float = 0.999995,
         feature_grad_scale: float = 1.0,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
-        warmup_fraction: float = 0.08,
-        min_lr_ratio: float = 0.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(lr, weight_decay, warmup_fraction, min_lr_ratio, layer_decay)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         if not 0 < mask_prob <= 1:
             raise ConfigError(f"model.mask_prob is {mask_prob}; expected a share in (0, 1]")
         if mask_length < 1 or mask_min_spans < 0:
@@ -167,8 +157,7 @@ class Wav2Vec2Pretraining(TaskModule):
             raise ConfigError(f"the Gumbel temperature schedule needs 0 < model.min_gumbel_temperature "
                               f"({min_gumbel_temperature}) <= model.max_gumbel_temperature ({max_gumbel_temperature}) "
                               f"and 0 < model.gumbel_temperature_decay ({gumbel_temperature_decay}) <= 1")
-        self.net = build_network("audio", HEAD, backbone, backbone_config, init_from)
-        config = self.net.config
+        config = self.build_net().config
         if not hasattr(self.net.wav2vec2, "masked_spec_embed"):
             raise ConfigError("the wav2vec2 has no mask embedding (its config has mask_time_prob and mask_feature_prob "
                               "0); set backbone_config.mask_time_prob > 0 (it is only used in fine-tuning)")
@@ -186,8 +175,8 @@ class Wav2Vec2Pretraining(TaskModule):
         self.gumbel_temperature_decay = gumbel_temperature_decay
         self.num_codes = config.num_codevector_groups * config.num_codevectors_per_group  # G * V
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the "_metrics" suffix
-        self.metrics = torch.nn.ModuleDict({
-            f"{s}_metrics": torch.nn.ModuleDict({
+        self.metrics = nn.ModuleDict({
+            f"{s}_metrics": nn.ModuleDict({
                 **{name: MeanMetric() for name in MEANS},
                 "codebook_perplexity": CodebookPerplexity(config.num_codevector_groups,
                                                           config.num_codevectors_per_group),
@@ -209,7 +198,7 @@ class Wav2Vec2Pretraining(TaskModule):
                 mask_time_indices: torch.Tensor | None = None):
         return self.net(input_values, attention_mask, mask_time_indices)  # PreTrainingOutput
 
-    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+    def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
         if not batch["paths"]:  # every clip of the batch was skipped as undecodable
             return None
         x, attention_mask = batch["input_values"], batch["attention_mask"]  # (B, L)
@@ -248,7 +237,7 @@ class Wav2Vec2Pretraining(TaskModule):
                       on_step=True, on_epoch=False, prog_bar=True)
         return summed / per_rank
 
-    def _log_epoch(self, stage: str) -> None:
+    def end_epoch(self, stage: str) -> None:
         """loss and diversity_loss of the whole epoch, from the pooled metrics."""
         metrics = self.metrics[f"{stage}_metrics"]  # compute() syncs over ranks: every rank must call it
         diversity = (self.num_codes - metrics["codebook_perplexity"].compute()) / self.num_codes
@@ -257,46 +246,5 @@ class Wav2Vec2Pretraining(TaskModule):
         self.log(f"{stage}/loss{suffix}", loss, prog_bar=stage != "train")
         self.log(f"{stage}/diversity_loss{suffix}", diversity)
 
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         raise ConfigError("Wav2Vec2Pretraining makes no predictions; use validate or test for its metrics")
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def layer_depth(self, name: str) -> tuple[int, int]:
-        return audio_model.layer_depth(self.net, name.removeprefix("net."))
-
-    def spec(self) -> dict[str, Any]:
-        """The architecture as plain data, stored in checkpoints and compared on loading."""
-        return zoo.spec(self.net)
-
-    def export_metadata(self) -> dict[str, Any]:
-        preprocessor = self.data_preprocessor()
-        return {"spec": self.spec(), "preprocessor": preprocessor}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("lit_tasks", {}).get("spec")
-        if saved is None:
-            raise CheckpointError("the checkpoint was not written by lit_tasks (no 'lit_tasks' entry)")
-        if saved != self.spec():
-            raise CheckpointError(
-                f"the checkpoint holds a '{saved.get('family')}' {saved.get('head')} model that differs from the "
-                f"wav2vec2 {HEAD} model the config builds (config.json fields differ); use the config the checkpoint "
-                "was trained with"
-            )

@@ -25,6 +25,7 @@ from tokenizers import Encoding, decoders, models, normalizers, pre_tokenizers, 
 from tokenizers import Tokenizer as RustTokenizer
 
 from lit_tasks.errors import DataError
+from lit_tasks.safe_load import checkpoint_entry
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 # Special-token roles -> the tokenizer_config.json key and the usual spellings, tried in order
@@ -279,7 +280,8 @@ def read_vocab(file: Path) -> dict[str, int]:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """The tokenizer of a checkpoint folder (or a ``tokenizer.json`` / ``vocab.txt`` file).
+    """The tokenizer of a checkpoint folder (or a ``tokenizer.json`` / ``vocab.txt`` file, or a
+    lit_tasks ``.ckpt``, which stores the files of the tokenizer it was trained with).
 
     ``tokenizer.json`` wins; otherwise ``vocab.txt`` becomes BERT's WordPiece pipeline, with
     ``do_lower_case`` / ``strip_accents`` / ``tokenize_chinese_chars`` and the special tokens
@@ -291,6 +293,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             f"tokenizer: {given} does not exist; expected a checkpoint/tokenizer folder holding "
             f"{' or '.join(TOKENIZER_FILES)}."
         )
+    if given.is_file() and given.suffix == ".ckpt":
+        return checkpoint_tokenizer(given)
     folder = given if given.is_dir() else given.parent
     config_file = folder / "tokenizer_config.json"
     config = _read_json(config_file) if config_file.is_file() else {}
@@ -324,6 +328,20 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             tokenize_chinese_chars=bool(config.get("tokenize_chinese_chars", True)), special=special,
         )
     return Tokenizer(backend, config, source=str(file))
+
+
+def checkpoint_tokenizer(file: Path) -> Tokenizer:
+    """The tokenizer a lit_tasks checkpoint was trained with (its stored tokenizer files)."""
+    files = (checkpoint_entry(file) or {}).get("tokenizer_files") or {}
+    if "tokenizer.json" not in files:
+        raise DataError(f"tokenizer: the checkpoint {file} stores no tokenizer (it was not trained on text by "
+                        "lit_tasks); set data.tokenizer to a tokenizer folder.")
+    try:
+        config = json.loads(files.get("tokenizer_config.json", "{}"))
+        backend = RustTokenizer.from_str(files["tokenizer.json"])
+    except Exception as e:  # json or the tokenizers library on a damaged entry
+        raise DataError(f"tokenizer: the tokenizer stored in {file} cannot be read ({e}).") from None
+    return Tokenizer(backend, config, source=f"{file} (its tokenizer)")
 
 
 def train_wordpiece(

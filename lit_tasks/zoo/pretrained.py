@@ -40,7 +40,7 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def _renamed(weights: dict[str, Tensor], family: ModuleType, folder: Path) -> dict[str, Tensor]:
+def _renamed(weights: dict[str, Tensor], family: ModuleType, folder: str | Path) -> dict[str, Tensor]:
     """The checkpoint's tensors with older HF spellings (the family's HF_RENAMES) made current."""
     renames = getattr(family, "HF_RENAMES", ())
     out = {}
@@ -162,11 +162,16 @@ def from_pretrained(path: str | Path, head: str | None = None, num_labels: int |
     head's output layer (classes, labels or the CTC vocabulary); by default the checkpoint's.
     """
     folder = Path(path)
-    name = detect_family(folder)
+    return from_tensors(detect_family(folder), read_config(folder), read_weights(folder), folder, head, num_labels)
+
+
+def from_tensors(name: str, raw: dict, weights: dict[str, Tensor], folder: str | Path, head: str | None = None,
+                 num_labels: int | None = None) -> nn.Module:
+    """`from_pretrained` of a folder already read: family `name`, config.json's content `raw` and
+    the tensors in HF names; `folder` names where they came from in messages."""
     family = REGISTRY[name]
-    raw = read_config(folder)
-    config = family.CONFIG.from_hf(raw, source=str(folder / CONFIG_FILE))
-    weights = _renamed(read_weights(folder), family, folder)
+    config = family.CONFIG.from_hf(raw, source=str(Path(folder) / CONFIG_FILE))
+    weights = _renamed(weights, family, folder)
     named = _named_head(family, raw)
     if head is None:
         parts = family.HEADS[named].parts if named else ()

@@ -416,6 +416,20 @@ class Wav2Vec2(nn.Module):
         """Stop training the conv feature encoder (as in fine-tuning, Sec. 4.2)."""
         self.feature_extractor.requires_grad_(False)
 
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    def layer_index(self, param_name: str) -> int:
+        """Depth of a parameter (name relative to this module) for layer-wise lr decay: 0 for the
+        feature encoder, projection, position conv and post-LN embedding norm, i for Transformer
+        layer i (1-based), num_layers + 1 for the final norm of pre-LN (stable layer norm) models."""
+        if param_name.startswith("encoder.layers."):
+            return int(param_name.split(".")[2]) + 1
+        if param_name.startswith("encoder.layer_norm.") and self.config.do_stable_layer_norm:
+            return self.num_layers + 1
+        return 0
+
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """(B,) sample counts -> (B,) frame counts."""
         return conv_output_lengths(self.config, lengths)

@@ -109,9 +109,9 @@ def test_checkpoint_of_another_model_is_refused():
     vit = ImageClassification(backbone="vit-test", num_classes=3)
     checkpoint = {"state_dict": vit.state_dict(), "lit_tasks": {"spec": zoo.spec(vit.net)}}
     convnext = ImageClassification(backbone="convnext-test", num_classes=3)
-    with pytest.raises(CheckpointError, match="'vit' model with 3 classes.*'convnext'"):
+    with pytest.raises(CheckpointError, match="'vit' classification model with 3 labels.*'convnext'"):
         convnext.on_load_checkpoint(checkpoint)
     other_size = ImageClassification(backbone="vit-test", num_classes=4)
-    with pytest.raises(CheckpointError, match="4 classes"):
+    with pytest.raises(CheckpointError, match="with 4 labels"):
         other_size.on_load_checkpoint(checkpoint)
     assert math.isfinite(vit(torch.randn(1, 3, 32, 32)).sum().item())

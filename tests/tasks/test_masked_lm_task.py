@@ -56,7 +56,7 @@ def test_step_loss_and_metrics_equal_the_full_model_outputs():
     full_logits, full_labels = [], []
     with torch.no_grad():
         for b in batches:
-            model._step(b, "val")
+            model.step(b, "val")
             out = model.net(b["input_ids"], b["attention_mask"], b["token_type_ids"]).prediction_logits  # (B, T, V)
             keep = b["labels"] != -100
             full_logits.append(out[keep])
@@ -67,7 +67,7 @@ def test_step_loss_and_metrics_equal_the_full_model_outputs():
     acc = (logits.argmax(-1) == labels).float().mean().item()
     assert model.metrics["val_metrics"]["mlm_acc"].compute().item() == pytest.approx(acc)
     with torch.no_grad():
-        loss = model._step(batches[0], "test")
+        loss = model.step(batches[0], "test")
         keep = batches[0]["labels"] != -100
         assert loss.item() == pytest.approx(F.cross_entropy(full_logits[0], batches[0]["labels"][keep]).item(), rel=1e-5)
 
@@ -78,7 +78,7 @@ def test_training_lowers_the_loss_and_nsp_adds_its_term():
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
-        loss = model._step(b, "train")
+        loss = model.step(b, "train")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -87,19 +87,19 @@ def test_training_lowers_the_loss_and_nsp_adds_its_term():
     model.eval()
     with torch.no_grad():
         mlm, nsp = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["labels"])
-        total = model._step(b, "val")
+        total = model.step(b, "val")
     keep = b["labels"] != -100
     expected = F.cross_entropy(mlm, b["labels"][keep]) + F.cross_entropy(nsp, b["next_sentence_label"])
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ConfigError, match="next_sentence_label"):
-        model._step(batch(0), "val")
+        model.step(batch(0), "val")
 
 
 def test_without_nsp_the_pooler_and_nsp_head_are_frozen():
     model = task()
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"net.bert.pooler.weight", "net.bert.pooler.bias", "net.nsp.weight", "net.nsp.bias"}
-    loss = model._step(batch(0), "train")
+    loss = model.step(batch(0), "train")
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 

@@ -97,7 +97,7 @@ def test_checkpoint_of_another_size_or_family_is_refused():
     deeper = task(backbone_config={"num_hidden_layers": 3})
     with pytest.raises(CheckpointError, match="another size"):
         deeper.on_load_checkpoint(good)
-    with pytest.raises(CheckpointError, match="4 classes"):
+    with pytest.raises(CheckpointError, match="with 4 labels"):
         task(num_classes=4, label_names=None).on_load_checkpoint(good)
     image = {"lit_tasks": {"spec": {"family": "vit", "config": {}, "num_classes": 3}}}
     with pytest.raises(CheckpointError, match="'vit'.*'bert'"):

@@ -82,6 +82,6 @@ def test_checkpoint_of_another_tag_set_is_refused():
     checkpoint = {"state_dict": trained.state_dict(), "lit_tasks": trained.export_metadata()}
     with pytest.raises(CheckpointError, match="tags"):
         tiny(["B-LOC", "I-LOC", "O"]).on_load_checkpoint(checkpoint)
-    with pytest.raises(CheckpointError, match="4 tags"):
+    with pytest.raises(CheckpointError, match="with 4 labels"):
         tiny(["B-LOC", "I-LOC", "B-PER", "O"]).on_load_checkpoint(checkpoint)
     tiny(["B-PER", "I-PER", "O"]).on_load_checkpoint(checkpoint)  # the same tags load
