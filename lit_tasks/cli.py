@@ -118,7 +118,7 @@ class LitTasksCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
         parser.link_arguments("model.init_args.init_from", "data.init_args.preprocessor", apply_on="parse")
-        # masked-LM pretraining: the tokenizer's vocabulary sizes the embedding; NSP is the data's choice
+        # masked LM: the tokenizer sizes the embedding, NSP is the data's choice; CTC: the character vocabulary sizes the head
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.nsp", "model.init_args.nsp", apply_on="instantiate")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -15,11 +16,14 @@ from lit_tasks.data import audio_sources as src
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.audio_sources import AudioRecord, BadAudioError, TableRow
 from lit_tasks.data.samplers import distributed_eval_sampler, sample_generator, split_loader
+from lit_tasks.data.transcripts import OOV_MODES, TranscriptTargets, given_vocab
 from lit_tasks.errors import DataError
+from lit_tasks.text.char_vocab import CharVocab, TextNormalizer
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+IGNORE = -100  # label ids after a transcript's end
 
 
 class SkippedAudio(NamedTuple):
@@ -30,7 +34,8 @@ class SkippedAudio(NamedTuple):
 
 
 class AudioDataset(Dataset):
-    """Records -> ``{"input_values": (T,) float32, "labels": int, "text": str, "paths": str}``.
+    """Records -> ``{"input_values": (T,) float32, "labels": int (a class) or list[int] (the
+    transcript's ids, by ``encode``), "text": str, "paths": str}``.
 
     In ``train``, ``speed`` = (low, high) plays each clip at a random speed factor in that range
     (:func:`~lit_tasks.data.audio_sources.change_speed`); then ``crop`` (samples) > 0 cuts longer
@@ -41,9 +46,10 @@ class AudioDataset(Dataset):
 
     def __init__(self, records: list[AudioRecord], sampling_rate: int, normalize: bool,
                  crop: int = 0, train: bool = False, skip_bad_audio: bool = False,
-                 speed: tuple[float, float] | None = None):
+                 speed: tuple[float, float] | None = None, encode: Callable[[str], list[int]] | None = None):
         self.records, self.sampling_rate, self.normalize = records, sampling_rate, normalize
         self.crop, self.train, self.skip_bad_audio, self.speed = crop, train, skip_bad_audio, speed
+        self.encode = encode
 
     def __len__(self) -> int:
         return len(self.records)
@@ -62,7 +68,8 @@ class AudioDataset(Dataset):
                 raise
             log.warning("Skipping audio (skip_bad_audio=True): %s", e)
             return SkippedAudio(record.path, str(e))
-        return {"input_values": torch.from_numpy(x), "labels": record.label, "text": record.text, "paths": record.path}
+        labels = self.encode(record.text) if self.encode is not None else record.label
+        return {"input_values": torch.from_numpy(x), "labels": labels, "text": record.text, "paths": record.path}
 
     def _samples(self, i: int, record: AudioRecord) -> np.ndarray:
         x = src.load_audio(record.path, self.sampling_rate, record.where)
@@ -84,8 +91,8 @@ class AudioDataset(Dataset):
 
 class AudioCollate:
     """Zero-pad samples into the batch dict; drop :class:`SkippedAudio` items and list their
-    paths under ``"skipped"``. ``task`` picks ``"labels"`` (classification), ``"text"``
-    (transcription) or neither (unlabelled)."""
+    paths under ``"skipped"``. ``task`` picks ``"labels"`` (classification), ``"text"`` and
+    ``"labels"`` (transcription) or neither (unlabelled)."""
 
     def __init__(self, task: str):
         self.task = task
@@ -108,6 +115,9 @@ class AudioCollate:
             batch["labels"] = torch.tensor([x["labels"] for x in good], dtype=torch.long)  # (B,)
         elif self.task == "transcription":
             batch["text"] = [x["text"] for x in good]
+            ids = [torch.tensor(x["labels"] if isinstance(x["labels"], list) else [], dtype=torch.long) for x in good]
+            batch["labels"] = (torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=IGNORE) if ids
+                               else torch.zeros(0, 0, dtype=torch.long))  # (B, U)
         return batch
 
 
@@ -144,10 +154,21 @@ class AudioDataModule(SplitDataModule):
           "skipped":        list[str] paths dropped from this batch because they could not be
                             decoded (only with skip_bad_audio=True; usually empty),
           "labels":         (B,) int64 indices into label_names, -1 if unknown  [classification]
-          "text":           list[str] of B transcripts, "" if unknown          [transcription]
+                            (B, U) int64 transcript ids, -100 after the end     [transcription]
+          "text":           list[str] of B normalised transcripts, "" if unknown [transcription]
         }                   (unlabelled batches have neither "labels" nor "text")
 
-    Transcripts are passed as written (whitespace collapsed); the task turns them into ids.
+    Transcripts (transcription) are the CTC targets (`lit_tasks.data.transcripts`): normalised
+    (``case``: "lower", "upper" or "keep"; the characters of ``remove_chars`` deleted; whitespace
+    collapsed), then encoded with the character vocabulary: ``vocab`` (a vocab.json or a folder
+    with one), else the one of the ``preprocessor`` checkpoint (an HF folder's vocab.json, or a
+    lit_tasks speech-recognition .ckpt), else one built from the normalised train transcripts
+    ("<pad>", "<unk>", ``word_delimiter``, then the characters in sorted order; the pad token is
+    the CTC blank). ``vocab`` and ``vocab_size`` are set right after construction (the CLI links
+    ``vocab_size`` into the model's CTC head). A character still outside the vocabulary is
+    handled by ``oov``: "error" stops at set-up with a DataError naming the manifest file, row
+    and character; "unk" encodes it as the unknown token (the vocabulary needs one) and "drop"
+    deletes it; both count such characters per split (``report[split]["oov"]``) and warn.
 
     ``max_duration`` (seconds) with ``long_clips``: ``"crop"`` cuts longer clips to a random
     window in train (seeded per sample and epoch, so a resumed run crops alike) and the centre window in eval (not for transcription: a crop
@@ -192,6 +213,11 @@ class AudioDataModule(SplitDataModule):
         path_column: str = "path",
         label_column: str = "label",
         text_column: str = "text",
+        vocab: str | None = None,
+        word_delimiter: str = "|",
+        case: Literal["lower", "upper", "keep"] = "lower",
+        remove_chars: str = '.,?!;:"',
+        oov: Literal["error", "unk", "drop"] = "error",
         sampling_rate: int = 16000,
         normalize: bool = True,
         preprocessor: str | None = None,
@@ -232,6 +258,9 @@ class AudioDataModule(SplitDataModule):
                 len(speed_perturbation) == 2 and 0 < speed_perturbation[0] <= speed_perturbation[1]):
             raise DataError(f"AudioDataModule: speed_perturbation is {speed_perturbation!r}; expected [low, high] "
                             "speed factors with 0 < low <= high, e.g. [0.9, 1.1], or null.")
+        if case not in ("lower", "upper", "keep") or oov not in OOV_MODES:
+            raise DataError(f"AudioDataModule: case is {case!r} and oov {oov!r}; expected case 'lower', 'upper' or "
+                            "'keep' and oov 'error', 'unk' or 'drop'.")
         if long_clips not in ("crop", "filter", "error"):
             raise DataError(f"AudioDataModule: long_clips is {long_clips!r}; expected 'crop', 'filter' or 'error'.")
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
@@ -266,6 +295,17 @@ class AudioDataModule(SplitDataModule):
                 self._train_rows = self._read_rows(train_file)
                 self.label_names = src.manifest_labels(self._train_rows)
             self.num_classes: int = len(self.label_names)
+        self.normalize_text = TextNormalizer(case, remove_chars)
+        self.targets: TranscriptTargets | None = None
+        if task == "transcription":  # the CTC targets; their vocab_size is linked into the model
+            char_vocab = given_vocab(vocab, preprocessor, word_delimiter)
+            if char_vocab is None and train_file:
+                self._train_rows = self._read_rows(train_file)
+                char_vocab = CharVocab.build((self.normalize_text(r.value) for r in self._train_rows), word_delimiter)
+            if char_vocab is not None:  # none: predict from a checkpoint, which has its own
+                self.targets = TranscriptTargets(char_vocab, self.normalize_text, oov)
+                self.vocab: CharVocab = char_vocab
+                self.vocab_size: int = len(char_vocab)
 
     # ------------------------------------------------------------------ records
 
@@ -312,7 +352,7 @@ class AudioDataModule(SplitDataModule):
         rows = self._rows(split)
         unlabelled = split == "predict" and bool(self.predict_file)
         index = {name: i for i, name in enumerate(self.label_names)} if self.task == "classification" else {}
-        counts = {"rows": len(rows), "bad": 0, "filtered": 0, "cropped": 0}
+        counts = {"rows": len(rows), "bad": 0, "filtered": 0, "cropped": 0, "oov": 0}
         bad, filtered, records = [], [], []
         for row in rows:
             label, text = -1, ""
@@ -324,8 +364,12 @@ class AudioDataModule(SplitDataModule):
                         "predict a class it was not trained on; fix the label or add training clips."
                     )
                 label = index[row.value]
-            elif self.task == "transcription":
-                text = row.value
+            elif self.task == "transcription" and not unlabelled:
+                if self.targets is None:
+                    text = self.normalize_text(row.value)
+                else:
+                    text, unknown = self.targets.reference(row.value, row.where)
+                    counts["oov"] += unknown
             try:
                 duration = row.duration if row.duration is not None else src.audio_duration(row.path, row.where)
             except BadAudioError as e:
@@ -346,6 +390,8 @@ class AudioDataModule(SplitDataModule):
                 counts["cropped"] += 1
             records.append(AudioRecord(row.path, label, text, row.where, duration))
         counts["bad"], counts["filtered"] = len(bad), len(filtered)
+        if self.targets is not None:
+            self.targets.warn(split, counts["oov"])
         self.report[split] = {**counts, "kept": len(records), "bad_files": bad, "filtered_files": filtered}
         parts = []
         if bad:
@@ -370,7 +416,7 @@ class AudioDataModule(SplitDataModule):
         return records
 
     def transcripts(self, split: str = "train") -> list[str]:
-        """The transcripts of a split (transcription), e.g. to build a character vocabulary."""
+        """The normalised transcripts of a split (transcription)."""
         if self.task != "transcription":
             raise DataError("AudioDataModule.transcripts() needs task='transcription'.")
         return [r.text for r in self.records(split)]
@@ -398,6 +444,7 @@ class AudioDataModule(SplitDataModule):
             self._datasets[split] = AudioDataset(
                 self.records(split), self.sampling_rate, self.normalize, crop=crop,
                 train=split == "train", skip_bad_audio=self.skip_bad_audio, speed=self.speed_perturbation,
+                encode=self.targets.encode if self.targets is not None else None,
             )
         return self._datasets[split]
 

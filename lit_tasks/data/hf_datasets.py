@@ -49,14 +49,22 @@ def hf_split(dsd, folder: str | Path, split: str, required: bool):
     return None
 
 
-def check_columns(ds, folder, split_name: str, columns: list[str]) -> None:
-    """A DataError naming the split's missing `columns` and the ones it has."""
+def check_columns(ds, folder, split_name: str, columns: list[str],
+                  hint: str = "Set the *_column options to the names used.") -> None:
+    """A DataError naming the split's missing `columns` and the ones it has; `hint` says which
+    options name the columns."""
     absent = [c for c in columns if c not in ds.column_names]
     if absent:
         raise DataError(
             f"hf_dataset {folder} split {split_name!r} has no column {preview(absent)}; it has "
-            f"{preview(ds.column_names)}. Set the *_column options to the names used."
+            f"{preview(ds.column_names)}. {hint}"
         )
+
+
+def column_values(ds, columns: list[str]) -> dict[str, list]:
+    """{column: its values as a Python list} for `columns` of a split, read in one go (Arrow)."""
+    table = ds.select_columns(columns).with_format("arrow")[:]
+    return {c: table.column(c).to_pylist() for c in columns}
 
 
 def classlabel_names(ds, label_column: str) -> list[str] | None:

@@ -19,20 +19,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lit_tasks.data import hf_datasets
-from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.samplers import run_seed, split_loader
+from lit_tasks.data.samplers import run_seed
 from lit_tasks.data.tables import TABLE_EXTENSIONS
-from lit_tasks.data.text import _hash_file, fingerprint, read_hf_split, read_text_table, save_arrays
+from lit_tasks.data.text import read_hf_split, read_text_table
+from lit_tasks.data.text_base import CachedArrays, PackedRows, TextSplitDataModule, hash_files
 from lit_tasks.errors import ConfigError, DataError
 from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer, train_wordpiece_texts
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
-SPLITS = ("train", "val", "test")
 EVAL_SEED = 20190524  # val/test pairs and masks depend on this and the data only, never on the run's seed
 IGNORE = -100  # the label of positions that are not predicted (PyTorch's cross-entropy ignore_index)
 
@@ -80,7 +78,7 @@ def _sentences(text: str) -> list[str]:
 
 
 @dataclass
-class Corpus:
+class Corpus(CachedArrays):
     """A tokenised split, without special tokens (what the cache stores).
 
     ids (N_tokens,) int32 word pieces of every sentence one after another; word_starts
@@ -92,15 +90,6 @@ class Corpus:
     word_starts: np.ndarray
     sentence_starts: np.ndarray
     document_starts: np.ndarray
-
-    def save(self, file: Path) -> None:
-        save_arrays(file, ids=self.ids, word_starts=self.word_starts, sentence_starts=self.sentence_starts,
-                    document_starts=self.document_starts)
-
-    @classmethod
-    def load(cls, file: Path) -> Corpus:
-        with np.load(file, allow_pickle=False) as z:
-            return cls(z["ids"], z["word_starts"], z["sentence_starts"], z["document_starts"])
 
 
 def tokenize_documents(documents: list[list[str]], tokenizer: Tokenizer) -> Corpus:
@@ -122,7 +111,7 @@ def tokenize_documents(documents: list[list[str]], tokenizer: Tokenizer) -> Corp
 
 
 @dataclass
-class Sequences:
+class Sequences(PackedRows):
     """Model inputs with special tokens, before masking.
 
     ids (N,) int32 and type_ids (N,) int8 of all sequences one after another; word_starts (N,)
@@ -137,9 +126,6 @@ class Sequences:
     starts: np.ndarray
     next_sentence: np.ndarray
     truncated: int = 0
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
 
 
 def _pieces(corpus: Corpus, limit: int) -> list[list[np.ndarray]]:
@@ -277,9 +263,8 @@ class MLMDataset(Dataset):
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        s = self.sequences
-        a, b = int(s.starts[index]), int(s.starts[index + 1])
-        return {"input_ids": s.ids[a:b], "token_type_ids": s.type_ids[a:b], "word_starts": s.word_starts[a:b],
+        s, span = self.sequences, self.sequences.span(index)
+        return {"input_ids": s.ids[span], "token_type_ids": s.type_ids[span], "word_starts": s.word_starts[span],
                 "next_sentence": int(s.next_sentence[index]), "index": int(index), "seed": getattr(index, "seed", None)}
 
 
@@ -367,7 +352,7 @@ class MaskingCollate:
 # --------------------------------------------------------------------------------- DataModule
 
 
-class MaskedLMDataModule(SplitDataModule):
+class MaskedLMDataModule(TextSplitDataModule):
     """Masked-LM (and optionally next-sentence) pretraining batches from a text corpus.
 
     Sources (one of):
@@ -410,6 +395,8 @@ class MaskedLMDataModule(SplitDataModule):
     rank and val/test rows are each evaluated once.
     """
 
+    cache_name, arrays = "mlm", Corpus
+
     def __init__(
         self,
         train_file: str | None = None,
@@ -428,8 +415,6 @@ class MaskedLMDataModule(SplitDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
     ):
-        super().__init__()
-        self.save_hyperparameters()
         if train_file and hf_dataset:
             raise ConfigError("MaskedLMDataModule: give one data source, data.train_file or data.hf_dataset, not both.")
         if not (train_file or hf_dataset):
@@ -444,61 +429,43 @@ class MaskedLMDataModule(SplitDataModule):
             raise ConfigError(f"MaskedLMDataModule: data.max_length is {max_length}; too short for the special tokens.")
         if not 0 < mlm_probability < 1:
             raise ConfigError(f"MaskedLMDataModule: data.mlm_probability is {mlm_probability}; expected 0 < p < 1.")
-        self.files = {"train": train_file, "val": val_file, "test": test_file}
-        self.hf_dataset, self.text_column = hf_dataset, text_column
-        self.tokenizer_path, self.train_tokenizer_vocab_size = tokenizer, train_tokenizer_vocab_size
-        self.max_length, self.nsp = max_length, nsp
-        self.mlm_probability, self.whole_word_mask = mlm_probability, whole_word_mask
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.cache_dir = num_workers, cache_dir
-        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
-        self._tokenizer: Tokenizer | None = None
-        self._datasets: dict[str, MLMDataset] = {}
-        self.truncated: dict[str, int] = {}  # split -> NSP pairs cut to fit max_length
-        self.cache_hits: dict[str, bool] = {}  # split -> whether the tokenised split came from cache_dir
+        super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=None,
+                         hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=None, max_length=max_length,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         group_by_length=False, cache_dir=cache_dir)
+        self.save_hyperparameters()
+        self.text_column, self.train_tokenizer_vocab_size = text_column, train_tokenizer_vocab_size
+        self.nsp, self.mlm_probability, self.whole_word_mask = nsp, mlm_probability, whole_word_mask
 
     # --------------------------------------------------------------------------- sources
 
     def has_split(self, split: str) -> bool:
-        if split == "predict":
-            return False
-        if self._hf is not None:
-            return hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
-        return bool(self.files[split])
+        return split != "predict" and super().has_split(split)
 
     def documents(self, split: str) -> list[list[str]]:
-        """The split's documents, each a list of sentences."""
-        if self._hf is not None:
-            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
-            rows = read_hf_split(ds, self.hf_dataset, name, self.text_column, None, None, False, "|")
-            return [doc for doc in (_sentences(r.text) for r in rows) if doc]
-        if not self.files[split]:
-            raise DataError(f"MaskedLMDataModule: the {split} split is needed, but data.{split}_file was not given.")
-        return read_documents(self.files[split], self.text_column)
+        """The split's documents, each a list of sentences (read anew on each call)."""
+        return self._read(split)
 
-    def _source(self, split: str) -> Path:
-        """The file (or HF split folder) a split is read from."""
-        if self._hf is not None:
-            name, _ = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
-            return Path(self.hf_dataset).expanduser() / name
-        return Path(self.files[split]).expanduser()
+    def _read_file(self, file: str, labelled: bool) -> list[list[str]]:
+        return read_documents(file, self.text_column)
 
-    def _settings(self, split: str) -> dict[str, Any]:
+    def _read_hf(self, name: str, ds, labelled: bool) -> list[list[str]]:
+        rows = read_hf_split(ds, self.hf_dataset, name, self.text_column, None, None, False, "|")
+        return [doc for doc in (_sentences(r.text) for r in rows) if doc]
+
+    def _cache_settings(self, split: str) -> dict[str, Any]:
         return {"version": CACHE_VERSION, "split": split, "text": self.text_column}
 
     # --------------------------------------------------------------------------- tokenizer
 
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            path = self.tokenizer_path or self._train_tokenizer()
-            tokenizer = load_tokenizer(path)
-            absent = [role for role in ("cls", "sep", "pad", "mask") if getattr(tokenizer, role) is None]
-            if absent:
-                raise DataError(f"tokenizer {path} lacks the special token(s) {', '.join(absent)} that masked-LM "
-                                "pretraining needs ([CLS], [SEP], [PAD], [MASK]).")
-            self._tokenizer = tokenizer
-        return self._tokenizer
+    def _open_tokenizer(self) -> Tokenizer:
+        path = self.tokenizer_path or self._train_tokenizer()
+        tokenizer = load_tokenizer(path)
+        absent = [role for role in ("cls", "sep", "pad", "mask") if getattr(tokenizer, role) is None]
+        if absent:
+            raise DataError(f"tokenizer {path} lacks the special token(s) {', '.join(absent)} that masked-LM "
+                            "pretraining needs ([CLS], [SEP], [PAD], [MASK]).")
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -508,10 +475,8 @@ class MaskedLMDataModule(SplitDataModule):
     def _train_tokenizer(self) -> Path:
         """Train a WordPiece tokenizer on the train split once; later calls find the folder."""
         size = self.train_tokenizer_vocab_size
-        h = hashlib.sha256(json.dumps({**self._settings("train"), "vocab_size": size}, sort_keys=True).encode())
-        source = self._source("train")
-        for f in sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]:
-            _hash_file(h, f)
+        h = hashlib.sha256(json.dumps({**self._cache_settings("train"), "vocab_size": size}, sort_keys=True).encode())
+        hash_files(h, Path(self._source("train")).expanduser())
         folder = Path(self.cache_dir).expanduser() / f"tokenizer-{h.hexdigest()[:24]}"
         if not (folder / "tokenizer.json").is_file():
             tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
@@ -527,23 +492,14 @@ class MaskedLMDataModule(SplitDataModule):
 
     def corpus(self, split: str) -> Corpus:
         """The split's word pieces, from ``cache_dir`` when its fingerprint matches."""
-        cache_file = None
-        if self.cache_dir:
-            key = fingerprint(self._settings(split), self._source(split), self.tokenizer)
-            cache_file = Path(self.cache_dir).expanduser() / f"mlm-{split}-{key}.npz"
-        if cache_file is not None and cache_file.is_file():
-            self.cache_hits[split] = True
-            return Corpus.load(cache_file)
-        corpus = tokenize_documents(self.documents(split), self.tokenizer)
-        self.cache_hits[split] = False
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            corpus.save(cache_file)
-        return corpus
+        return self.encoded(split)
+
+    def _encode(self, split: str) -> Corpus:
+        return tokenize_documents(self.documents(split), self.tokenizer)
 
     def sequences(self, split: str) -> Sequences:
         corpus, tk = self.corpus(split), self.tokenizer
-        source = f"{self._source(split)} ({split} split)"
+        source = f"{Path(self._source(split)).expanduser()} ({split} split)"
         if self.nsp:
             seed = EVAL_SEED if split != "train" else run_seed()
             seqs = pack_pairs(corpus, self.max_length, tk.cls, tk.sep, np.random.default_rng(seed), source)
@@ -557,26 +513,11 @@ class MaskedLMDataModule(SplitDataModule):
 
     # ------------------------------------------------------------------------- Lightning hooks
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage is None:
-            needed = [s for s in SPLITS if self.has_split(s)]
-        else:
-            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
-        for split in needed:
-            self._dataset(split)
-
-    def _dataset(self, split: str) -> MLMDataset:
+    def _make_dataset(self, split: str) -> MLMDataset:
         if split == "predict":
             raise DataError("MaskedLMDataModule: masked-LM pretraining has no predict step; use fit, validate or test.")
-        if split not in self._datasets:
-            self._datasets[split] = MLMDataset(self.sequences(split))
-        return self._datasets[split]
+        return MLMDataset(self.sequences(split))
 
-    def _loader(self, split: str) -> DataLoader:
-        dataset = self._dataset(split)
-        trainer = getattr(self, "trainer", None)
-        train = split == "train"
+    def _collate(self) -> MaskingCollate:
         # training: a resumable loader (mid-epoch resume), its sampler seeds each sample's masks
-        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
-                            MaskingCollate(self.tokenizer, self.mlm_probability, self.whole_word_mask),
-                            self.num_workers, trainer)
+        return MaskingCollate(self.tokenizer, self.mlm_probability, self.whole_word_mask)

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from tokenizers import Tokenizer as RustTokenizer
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
-from lit_tasks.data import hf_datasets
-from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.samplers import distributed_eval_sampler, split_loader
+from lit_tasks.data.hf_datasets import check_columns, column_values
+from lit_tasks.data.samplers import distributed_eval_sampler
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
-from lit_tasks.data.text import TextCollate, _text_field, fingerprint, open_tokenizer, save_arrays
+from lit_tasks.data.text import TextCollate
+from lit_tasks.data.text_base import PackedRows, TextSplitDataModule, text_field
 from lit_tasks.errors import DataError
 from lit_tasks.text.tokenizer import Tokenizer
 
@@ -94,8 +94,8 @@ def parse_row(record: dict[str, Any], where: str, columns: dict[str, str | None]
         if column not in record:
             raise DataError(f"{where}: the {column!r} column is missing from this row; row fields: "
                             f"{preview(sorted(str(k) for k in record))}.")
-    context = _text_field(record[columns["context"]], where, columns["context"])
-    question = _text_field(record[columns["question"]], where, columns["question"])
+    context = text_field(record[columns["context"]], where, columns["context"])
+    question = text_field(record[columns["question"]], where, columns["question"])
     qid = default_id
     if columns["id"]:
         raw = record[columns["id"]]
@@ -151,8 +151,7 @@ def table_records(file: Path, columns: dict[str, str | None]):
 def hf_records(ds, base: str, columns: dict[str, str | None]):
     """(where, default id, record) of each row of a saved HF split."""
     names = [c for c in columns.values() if c and c in ds.column_names]
-    table = ds.select_columns(names).with_format("arrow")[:]
-    values = {c: table.column(c).to_pylist() for c in names}
+    values = column_values(ds, names)
     for i in range(len(ds)):
         yield f"hf_dataset {base} row {i}", f"{base}#{i}", {c: values[c][i] for c in names}
 
@@ -161,7 +160,7 @@ def hf_records(ds, base: str, columns: dict[str, str | None]):
 
 
 @dataclass
-class Windows:
+class Windows(PackedRows):
     """A tokenised split as flat arrays (what the cache stores); N windows, several per question.
 
     ids (N_tokens,) int32 and type_ids (N_tokens,) int8: every window's tokens one after another;
@@ -178,22 +177,6 @@ class Windows:
     starts: np.ndarray
     positions: np.ndarray
     example: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.starts)
-
-    def save(self, file: Path) -> None:
-        save_arrays(file, ids=self.ids, type_ids=self.type_ids, offsets=self.offsets, starts=self.starts,
-                    positions=self.positions, example=self.example)
-
-    @classmethod
-    def load(cls, file: Path) -> Windows:
-        with np.load(file, allow_pickle=False) as z:
-            return cls(z["ids"], z["type_ids"], z["offsets"], z["starts"], z["positions"], z["example"])
 
 
 def answer_positions(offsets: np.ndarray, text: str, start: int) -> tuple[int, int]:
@@ -259,11 +242,10 @@ class QADataset(Dataset):
         return len(self.windows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        w = self.windows
-        a, b = int(w.starts[i]), int(w.starts[i + 1])
+        w, span = self.windows, self.windows.span(i)
         row = self.rows[int(w.example[i])]
         return {
-            "input_ids": w.ids[a:b], "token_type_ids": w.type_ids[a:b], "offsets": w.offsets[a:b],
+            "input_ids": w.ids[span], "token_type_ids": w.type_ids[span], "offsets": w.offsets[span],
             "labels": w.positions[i], "id": row.id, "num_windows": int(self.num_windows[w.example[i]]),
             "context": row.context, "answers": None if row.answers is None else list(row.answers),
         }
@@ -311,7 +293,7 @@ class QuestionShardSampler(DistributedSampler):
 # --------------------------------------------------------------------------------- DataModule
 
 
-class QuestionAnsweringDataModule(SplitDataModule):
+class QuestionAnsweringDataModule(TextSplitDataModule):
     """Extractive QA data, tokenised once into windows and padded per batch.
 
     Sources (give ``train_file`` or ``hf_dataset``): ``train_file`` / ``val_file`` /
@@ -346,6 +328,8 @@ class QuestionAnsweringDataModule(SplitDataModule):
     parallelism each question's windows go to one process.
     """
 
+    cache_name, arrays = "qa", Windows
+
     def __init__(
         self,
         train_file: str | None = None,
@@ -368,115 +352,61 @@ class QuestionAnsweringDataModule(SplitDataModule):
         group_by_length: bool = False,
         cache_dir: str | None = None,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-        if train_file and hf_dataset:
-            raise DataError("QuestionAnsweringDataModule: give one data source, not train_file and hf_dataset.")
         if doc_stride < 0 or doc_stride >= max_length:
             raise DataError(f"QuestionAnsweringDataModule: doc_stride is {doc_stride}; it must be >= 0 and smaller "
                             f"than max_length={max_length} (it is the overlap of consecutive windows).")
-        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
-        self.hf_dataset = hf_dataset
+        super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=predict_file,
+                         hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=preprocessor, max_length=max_length,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         group_by_length=group_by_length, cache_dir=cache_dir)
+        self.save_hyperparameters()
         self.columns = {"id": id_column, "context": context_column, "question": question_column,
                         "answers": answers_column}
-        self.max_length, self.doc_stride, self.skip_bad_answers = max_length, doc_stride, skip_bad_answers
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
-        self._tokenizer: Tokenizer | None = None
-        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
-        self._rows: dict[str, list[QARow]] = {}
-        self._datasets: dict[str, QADataset] = {}
+        self.doc_stride, self.skip_bad_answers = doc_stride, skip_bad_answers
         self.skipped: dict[str, list[str]] = {}  # split -> rows left out by skip_bad_answers, with the reason
-        self.cache_hits: dict[str, bool] = {}
 
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = open_tokenizer(self.hparams.tokenizer, self.hparams.preprocessor, type(self).__name__)
-        return self._tokenizer
+    def _read(self, split: str) -> list[QARow]:
+        """The records of the file or HF split (``_read_file`` / ``_read_hf``) checked into
+        questions: ids unique, misplaced answers an error or left out (``skip_bad_answers``)."""
+        records = super()._read(split)
+        rows, skipped = collect_rows(records, self._source(split), self.columns, self._labelled(split),
+                                     self.skip_bad_answers)
+        self.skipped[split] = skipped
+        if skipped:
+            log.warning("%s split (%s): %d row(s) left out because an answer is not at its answer_start "
+                        "(skip_bad_answers); first: %s", split, self._source(split), len(skipped),
+                        "; ".join(skipped[:3]))
+        return rows
 
-    def has_split(self, split: str) -> bool:
-        if self._hf is not None:
-            return split == "predict" or hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
-        return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
+    def _read_file(self, file: str, labelled: bool):
+        return table_records(Path(file).expanduser(), self.columns)
 
-    def _source(self, split: str) -> str:
-        """The file (or HF folder/split) a split is read from; predict falls back to test."""
-        if split == "predict" and not self.files["predict"]:
-            split = "test"
-        if self._hf is not None:
-            return f"{self.hf_dataset}/{hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)[0]}"
-        if not self.files[split]:
-            raise DataError(f"QuestionAnsweringDataModule: the {split} split is needed, but {split}_file was not given.")
-        return self.files[split]
-
-    def rows(self, split: str) -> list[QARow]:
-        """Parsed and checked questions of ``train``/``val``/``test``/``predict``."""
-        if split not in self._rows:
-            labelled = not (split == "predict" and self.files["predict"])
-            if self._hf is not None:
-                name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, True)
-                base = f"{Path(self.hf_dataset).expanduser()}/{name}"
-                absent = [c for k, c in self.columns.items() if c and c not in ds.column_names
-                          and (k != "answers" or labelled)]
-                if absent:
-                    raise DataError(f"hf_dataset {self.hf_dataset} split {name!r} has no column {preview(absent)}; it "
-                                    f"has {preview(ds.column_names)}. Set id_column / context_column / "
-                                    "question_column / answers_column to the names used.")
-                records = hf_records(ds, base, self.columns)
-            else:
-                records = table_records(Path(self._source(split)).expanduser(), self.columns)
-            rows, skipped = collect_rows(records, self._source(split), self.columns, labelled, self.skip_bad_answers)
-            self.skipped[split] = skipped
-            if skipped:
-                log.warning("%s split (%s): %d row(s) left out because an answer is not at its answer_start "
-                            "(skip_bad_answers); first: %s", split, self._source(split), len(skipped),
-                            "; ".join(skipped[:3]))
-            self._rows[split] = rows
-        return self._rows[split]
+    def _read_hf(self, name: str, ds, labelled: bool):
+        wanted = [c for key, c in self.columns.items() if c and (key != "answers" or labelled)]
+        check_columns(ds, self.hf_dataset, name, wanted,
+                      "Set id_column / context_column / question_column / answers_column to the names used.")
+        return hf_records(ds, f"{Path(self.hf_dataset).expanduser()}/{name}", self.columns)
 
     def windows(self, split: str) -> Windows:
         """The tokenised split, from ``cache_dir`` when its fingerprint matches."""
+        return self.encoded(split)
+
+    def _cache_settings(self, split: str) -> dict[str, Any]:
+        return {"version": CACHE_VERSION, "split": split, "columns": self.columns, "max_length": self.max_length,
+                "doc_stride": self.doc_stride, "skip_bad_answers": self.skip_bad_answers,
+                "labelled": self._labelled(split), "source": self._source(split)}
+
+    def _encode(self, split: str) -> Windows:
+        return encode_windows(self.rows(split), self.tokenizer, self.max_length, self.doc_stride)
+
+    def _make_dataset(self, split: str) -> QADataset:
         rows = self.rows(split)
-        cache_file = None
-        if self.cache_dir:
-            settings = {"version": CACHE_VERSION, "split": split, "columns": self.columns, "max_length": self.max_length,
-                        "doc_stride": self.doc_stride, "skip_bad_answers": self.skip_bad_answers,
-                        "labelled": not (split == "predict" and self.files["predict"])}
-            settings["source"] = self._source(split)
-            key = fingerprint(settings, self.hf_dataset or self._source(split), self.tokenizer)
-            cache_file = Path(self.cache_dir).expanduser() / f"qa-{split}-{key}.npz"
-        if cache_file is not None and cache_file.is_file():
-            self.cache_hits[split] = True
-            return Windows.load(cache_file)
-        windows = encode_windows(rows, self.tokenizer, self.max_length, self.doc_stride)
-        self.cache_hits[split] = False
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            windows.save(cache_file)
-        return windows
+        return QADataset(self.windows(split), rows)
 
-    def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}.get(
-            stage, ["train", "val", "test"])
-        for split in needed:
-            if split in ("train", "predict") or self.has_split(split):
-                self._dataset(split)
+    def _collate(self) -> QACollate:
+        return QACollate(self.tokenizer.pad)
 
-    def _dataset(self, split: str) -> QADataset:
-        if split not in self._datasets:
-            self._datasets[split] = QADataset(self.windows(split), self.rows(split))
-        return self._datasets[split]
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        dataset = self._dataset(split)
-        trainer = getattr(self, "trainer", None)
-        question_sampler = None
-        if not train:  # all windows of a question on one rank
-            plain = distributed_eval_sampler(dataset, trainer)  # None: one process
-            if plain is not None:
-                question_sampler = QuestionShardSampler(dataset.windows.example, plain.num_replicas, plain.rank)
-        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
-                            QACollate(self.tokenizer.pad), self.num_workers, trainer,
-                            dataset.windows.lengths if self.group_by_length else None, question_sampler)
+    def _eval_sampler(self, dataset: QADataset) -> QuestionShardSampler | None:
+        """All windows of a question on one rank (None: one process)."""
+        plain = distributed_eval_sampler(dataset, getattr(self, "trainer", None))
+        return None if plain is None else QuestionShardSampler(dataset.windows.example, plain.num_replicas, plain.rank)

@@ -3,31 +3,24 @@ CSV/JSONL files or a saved HF ``datasets`` folder, tokenised once and cached."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lit_tasks.data import hf_datasets
-from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.hf_datasets import classlabel_names
-from lit_tasks.data.labels import sort_labels
-from lit_tasks.data.samplers import split_loader
+from lit_tasks.data.hf_datasets import check_columns, classlabel_names, column_values
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
+from lit_tasks.data.text_base import PackedRows, TextSplitDataModule, pad_sequences, text_field
 from lit_tasks.errors import DataError
-from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
+from lit_tasks.text.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
-SPLITS = ("train", "val", "test", "predict")
 
 
 @dataclass(frozen=True)
@@ -42,16 +35,6 @@ class TextRow:
 
 
 # ------------------------------------------------------------------------------------ reading
-
-
-def _text_field(value: Any, where: str, column: str) -> str:
-    if value is None:
-        raise DataError(f"{where}: the {column!r} field is missing; every row needs a text in {column!r}.")
-    if not isinstance(value, str):
-        raise DataError(f"{where}: the {column!r} field is {value!r} ({type(value).__name__}); expected a string.")
-    if not value.strip():
-        raise DataError(f"{where}: the {column!r} field is empty; every row needs a non-empty text in {column!r}.")
-    return value
 
 
 def _label_field(value: Any, where: str, column: str, multi_label: bool, separator: str) -> tuple[str, ...]:
@@ -104,8 +87,8 @@ def read_text_table(
                     f"{where}: the {column!r} column is missing from this row; row fields: "
                     f"{preview(sorted(k for k in record if k is not None))}."
                 )
-        text = _text_field(record[text_column], where, text_column)
-        pair = _text_field(record[pair_column], where, pair_column) if pair_column else None
+        text = text_field(record[text_column], where, text_column)
+        pair = text_field(record[pair_column], where, pair_column) if pair_column else None
         labels = None
         if label_column:
             labels = _label_field(record[label_column], where, label_column, multi_label, separator)
@@ -124,21 +107,16 @@ def read_hf_split(
 ) -> list[TextRow]:
     """Rows of one split of a saved DatasetDict; ClassLabel columns give their names."""
     wanted = [text_column] + ([pair_column] if pair_column else []) + ([label_column] if label_column else [])
-    absent = [c for c in wanted if c not in ds.column_names]
-    if absent:
-        raise DataError(
-            f"hf_dataset {folder} split {split_name!r} has no column {preview(absent)}; it has "
-            f"{preview(ds.column_names)}. Set text_column / text_pair_column / label_column to the names used."
-        )
-    table = ds.select_columns(wanted).with_format("arrow")[:]
-    columns = {c: table.column(c).to_pylist() for c in wanted}
+    check_columns(ds, folder, split_name, wanted,
+                  "Set text_column / text_pair_column / label_column to the names used.")
+    columns = column_values(ds, wanted)
     names = classlabel_names(ds, label_column) if label_column else None
     base = f"{Path(folder).expanduser()}/{split_name}"
     rows = []
     for i in range(len(ds)):
         where = f"hf_dataset {base} row {i}"
-        text = _text_field(columns[text_column][i], where, text_column)
-        pair = _text_field(columns[pair_column][i], where, pair_column) if pair_column else None
+        text = text_field(columns[text_column][i], where, text_column)
+        pair = text_field(columns[pair_column][i], where, pair_column) if pair_column else None
         labels = None
         if label_column:
             value = columns[label_column][i]
@@ -158,7 +136,7 @@ def read_hf_split(
 
 
 @dataclass
-class Encoded:
+class Encoded(PackedRows):
     """A tokenised split as flat arrays (what the cache stores).
 
     ids (N_tokens,) int32 all input ids one after another; type_ids likewise (int8);
@@ -172,22 +150,6 @@ class Encoded:
     labels: np.ndarray
     row_ids: np.ndarray
     truncated_rows: list[str]
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.starts)
-
-    def save(self, file: Path) -> None:
-        save_arrays(file, ids=self.ids, type_ids=self.type_ids, starts=self.starts, labels=self.labels,
-                    row_ids=self.row_ids, truncated_rows=np.array(self.truncated_rows, dtype=str))
-
-    @classmethod
-    def load(cls, file: Path) -> Encoded:
-        with np.load(file, allow_pickle=False) as z:
-            return cls(z["ids"], z["type_ids"], z["starts"], z["labels"], z["row_ids"], list(z["truncated_rows"]))
 
 
 def encode_rows(
@@ -243,19 +205,9 @@ class TextDataset(Dataset):
         return len(self.encoded)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        e = self.encoded
-        a, b = int(e.starts[i]), int(e.starts[i + 1])
-        return {
-            "input_ids": e.ids[a:b], "token_type_ids": e.type_ids[a:b], "labels": e.labels[i], "id": str(e.row_ids[i])
-        }
-
-
-def pad_sequences(sequences: list[np.ndarray], value: int) -> torch.Tensor:
-    """1-D integer arrays -> a (B, T) long tensor, T the longest, right-padded with ``value``."""
-    out = torch.full((len(sequences), max(len(x) for x in sequences)), value, dtype=torch.long)
-    for n, x in enumerate(sequences):
-        out[n, : len(x)] = torch.from_numpy(np.asarray(x, dtype=np.int64))
-    return out
+        e, span = self.encoded, self.encoded.span(i)
+        return {"input_ids": e.ids[span], "token_type_ids": e.type_ids[span], "labels": e.labels[i],
+                "id": str(e.row_ids[i])}
 
 
 class TextCollate:
@@ -278,59 +230,10 @@ class TextCollate:
         }
 
 
-def open_tokenizer(tokenizer: str | None, preprocessor: str | None, owner: str) -> Tokenizer:
-    """The tokenizer of a text DataModule (`owner`): the folder `data.tokenizer`, else the
-    checkpoint folder `data.preprocessor` (linked from `model.init_from`); it must pad."""
-    path, key = (tokenizer, "data.tokenizer") if tokenizer else (preprocessor, "data.preprocessor (model.init_from)")
-    if not path:
-        raise DataError(f"{owner}: no tokenizer given; set data.tokenizer to a checkpoint/tokenizer folder "
-                        "(or model.init_from to a checkpoint folder holding one).")
-    try:
-        loaded = load_tokenizer(path)
-    except DataError as e:
-        raise DataError(f"{key}: {e}") from None
-    if loaded.pad is None:
-        wanted = loaded.config.get("pad_token", "[PAD]")
-        raise DataError(f"{key}: tokenizer {path} has no padding token (looked for {wanted!r}).")
-    return loaded
-
-
-def save_arrays(file: Path, **arrays: np.ndarray) -> None:
-    """Write a cache file of named arrays (``np.savez``) atomically: a reader never sees half a file."""
-    tmp = file.with_name(file.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, file)
-
-
-def fingerprint(settings: dict[str, Any], source: str | Path, tokenizer: Tokenizer) -> str:
-    """A cache key: the JSON ``settings``, the path and bytes of ``source`` (a file, or every
-    file of a folder) and the files of ``tokenizer``."""
-    h = hashlib.sha256()
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    source = Path(source).expanduser()
-    h.update(str(source.resolve()).encode())  # row ids name the file
-    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-    for f in files:
-        _hash_file(h, f)
-    tk = Path(tokenizer.source)
-    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
-        if (tk.parent / name).is_file():
-            _hash_file(h, tk.parent / name)
-    return h.hexdigest()[:24]
-
-
-def _hash_file(h, file: Path) -> None:
-    h.update(str(file.name).encode() + b"\0")
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-
-
 # --------------------------------------------------------------------------------- DataModule
 
 
-class TextDataModule(SplitDataModule):
+class TextDataModule(TextSplitDataModule):
     """Text classification data, tokenised once and padded per batch.
 
     Sources (give ``train_file`` or ``hf_dataset``):
@@ -377,6 +280,8 @@ class TextDataModule(SplitDataModule):
     val/test/predict loaders use an unpadded distributed sampler: every row is evaluated once.
     """
 
+    cache_name, arrays, truncation = "text", Encoded, "truncated"
+
     def __init__(
         self,
         train_file: str | None = None,
@@ -398,149 +303,45 @@ class TextDataModule(SplitDataModule):
         group_by_length: bool = False,
         cache_dir: str | None = None,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-        if train_file and hf_dataset:
-            raise DataError("TextDataModule: give one data source, not train_file and hf_dataset.")
         if (val_file or test_file) and not train_file:
             raise DataError("TextDataModule: val_file/test_file need train_file (the train file defines the classes).")
         if max_length < 2:
             raise DataError(f"TextDataModule: max_length is {max_length}; it must leave room for [CLS] and [SEP].")
         if not label_separator:
             raise DataError("TextDataModule: label_separator must not be empty.")
-        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
-        self.hf_dataset = hf_dataset
+        super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=predict_file,
+                         hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=preprocessor, max_length=max_length,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         group_by_length=group_by_length, cache_dir=cache_dir)
+        self.save_hyperparameters()
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.multi_label, self.label_separator = multi_label, label_separator
-        self.max_length = max_length
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
-        self._tokenizer: Tokenizer | None = None
-        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
-        self._rows: dict[str, list[TextRow]] = {}
-        self._encoded: dict[str, Encoded] = {}
-        self._datasets: dict[str, TextDataset] = {}
-        self.truncated: dict[str, int] = {}  # split -> rows truncated to max_length
-        self.cache_hits: dict[str, bool] = {}  # split -> whether the tokenised split came from cache_dir
-        self.label_names: list[str] = self._scan_label_names()
+        self.label_names: list[str] = self._train_classes(label_column, lambda row: row.labels)
         self.num_classes: int = len(self.label_names)
 
-    # ----------------------------------------------------------------------------- rows
+    def _read_file(self, file: str, labelled: bool) -> list[TextRow]:
+        return read_text_table(file, self.text_column, self.text_pair_column, self.label_column if labelled else None,
+                               self.multi_label, self.label_separator)
 
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = open_tokenizer(self.hparams.tokenizer, self.hparams.preprocessor, type(self).__name__)
-        return self._tokenizer
+    def _read_hf(self, name: str, ds, labelled: bool) -> list[TextRow]:
+        return read_hf_split(ds, self.hf_dataset, name, self.text_column, self.text_pair_column,
+                             self.label_column if labelled else None, self.multi_label, self.label_separator)
 
-    def _scan_label_names(self) -> list[str]:
-        if not (self.files["train"] or self._hf is not None):
-            return []  # predict_file only: classes come from the model
-        rows = self.rows("train")
-        if self._hf is not None:
-            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "train", required=True)
-            names = classlabel_names(ds, self.label_column)
-            if names is not None:  # the dataset's own numbering, as ImageDataModule does
-                return names
-        return sort_labels({label for r in rows for label in r.labels})
-
-    def has_split(self, split: str) -> bool:
-        if self._hf is not None:
-            return split == "predict" or hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
-        return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
-
-    def _source(self, split: str) -> str:
-        """The file (or HF folder/split) a split is read from."""
-        if split == "predict" and not self.files["predict"]:
-            split = "test"
-        if self._hf is not None:
-            hit = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
-            return f"{self.hf_dataset}/{hit[0]}"
-        if not self.files[split]:
-            raise DataError(f"TextDataModule: the {split} split is needed, but {split}_file was not given.")
-        return self.files[split]
-
-    def rows(self, split: str) -> list[TextRow]:
-        """Parsed and checked rows of ``train``/``val``/``test``/``predict``."""
-        if split in self._rows:
-            return self._rows[split]
-        labelled = not (split == "predict" and self.files["predict"])
-        label_column = self.label_column if labelled else None
-        if split == "predict" and not self.files["predict"]:
-            rows = self.rows("test")
-        elif self._hf is not None:
-            name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "test" if split == "predict" else split, required=True)
-            rows = read_hf_split(ds, self.hf_dataset, name, self.text_column, self.text_pair_column, label_column,
-                                 self.multi_label, self.label_separator)
-        else:
-            rows = read_text_table(self._source(split), self.text_column, self.text_pair_column, label_column,
-                                   self.multi_label, self.label_separator)
-        self._rows[split] = rows
-        return rows
-
-    # --------------------------------------------------------------------------- tokenising
-
-    def _fingerprint(self, split: str) -> str:
-        settings = {
+    def _cache_settings(self, split: str) -> dict[str, Any]:
+        return {
             "version": CACHE_VERSION, "split": split, "text": self.text_column, "pair": self.text_pair_column,
             "label": self.label_column, "multi_label": self.multi_label, "separator": self.label_separator,
-            "max_length": self.max_length, "label_names": self.label_names,
-            "labelled": not (split == "predict" and self.files["predict"]),
+            "max_length": self.max_length, "label_names": self.label_names, "labelled": self._labelled(split),
         }
-        return fingerprint(settings, self._source(split), self.tokenizer)
 
-    def encoded(self, split: str) -> Encoded:
-        """The tokenised split, from ``cache_dir`` when its fingerprint matches."""
-        if split in self._encoded:
-            return self._encoded[split]
-        cache_file = None
-        if self.cache_dir:
-            cache_file = Path(self.cache_dir).expanduser() / f"{split}-{self._fingerprint(split)}.npz"
-        if cache_file is not None and cache_file.is_file():
-            enc = Encoded.load(cache_file)
-            self.cache_hits[split] = True
-            log.info("%s split: tokenised rows read from the cache %s", split, cache_file)
-        else:
-            rows = self.rows(split)
-            labelled = rows[0].labels is not None
-            enc = encode_rows(rows, self.tokenizer, self.max_length, self.label_names if labelled else None,
-                              self.multi_label, split, self._source(split))
-            self.cache_hits[split] = False
-            if cache_file is not None:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                enc.save(cache_file)
-        self.truncated[split] = len(enc.truncated_rows)
-        if enc.truncated_rows:
-            log.warning(
-                "%s split (%s): %d of %d rows are longer than max_length=%d tokens and were truncated; "
-                "first: %s.", split, self._source(split), len(enc.truncated_rows), len(enc), self.max_length,
-                ", ".join(" ".join(w.split(" ")[-2:]) for w in enc.truncated_rows[:5]),  # "row 7" / "line 7"
-            )
-        self._encoded[split] = enc
-        return enc
+    def _encode(self, split: str) -> Encoded:
+        rows = self.rows(split)
+        labelled = rows[0].labels is not None
+        return encode_rows(rows, self.tokenizer, self.max_length, self.label_names if labelled else None,
+                           self.multi_label, split, self._source(split))
 
-    # ------------------------------------------------------------------------- Lightning hooks
+    def _make_dataset(self, split: str) -> TextDataset:
+        return TextDataset(self.encoded(split))
 
-    def setup(self, stage: str | None = None) -> None:
-        if not self.label_names and stage != "predict":
-            raise DataError("TextDataModule: no training data given; set train_file or hf_dataset.")
-        if stage is None:
-            needed = [s for s in ("train", "val", "test") if self.has_split(s)]
-        else:
-            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
-        for split in needed:
-            self._dataset(split)
-
-    def _dataset(self, split: str) -> TextDataset:
-        if split not in self._datasets:
-            self._datasets[split] = TextDataset(self.encoded(split))
-        return self._datasets[split]
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        if not self.label_names and split != "predict":
-            raise DataError("TextDataModule: no training data given; set train_file or hf_dataset.")
-        dataset = self._dataset(split)
-        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
-                            TextCollate(self.tokenizer.pad, self.multi_label), self.num_workers,
-                            getattr(self, "trainer", None), dataset.encoded.lengths if self.group_by_length else None)
+    def _collate(self) -> TextCollate:
+        return TextCollate(self.tokenizer.pad, self.multi_label)

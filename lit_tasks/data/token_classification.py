@@ -13,26 +13,19 @@ hold a space there). An HF ``Sequence(ClassLabel)`` tags column gives its own na
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lit_tasks.data import hf_datasets
-from lit_tasks.data.base import SplitDataModule
-from lit_tasks.data.hf_datasets import classlabel_names
-from lit_tasks.data.labels import sort_labels
-from lit_tasks.data.samplers import split_loader
+from lit_tasks.data.hf_datasets import check_columns, classlabel_names, column_values
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
-from lit_tasks.data.text import fingerprint, open_tokenizer, pad_sequences, save_arrays
+from lit_tasks.data.text_base import PackedRows, TextSplitDataModule, pad_sequences
 from lit_tasks.errors import DataError
 from lit_tasks.text.tokenizer import Tokenizer
-
-log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
 IGNORE = -100  # label of positions that are not scored: special tokens, later sub-words, padding
@@ -112,13 +105,9 @@ def read_tagged_table(file: str | Path, tokens_column: str, tags_column: str | N
 def read_tagged_hf(ds, folder: str, split_name: str, tokens_column: str, tags_column: str | None) -> list[TaggedRow]:
     """Rows of one split of a saved DatasetDict; a Sequence(ClassLabel) tags column gives its names."""
     wanted = [tokens_column] + ([tags_column] if tags_column else [])
-    absent = [c for c in wanted if c not in ds.column_names]
-    if absent:
-        raise DataError(f"hf_dataset {folder} split {split_name!r} has no column {preview(absent)}; it has "
-                        f"{preview(ds.column_names)}. Set tokens_column / tags_column to the names used.")
+    check_columns(ds, folder, split_name, wanted, "Set tokens_column / tags_column to the names used.")
     names = classlabel_names(ds, tags_column) if tags_column else None
-    table = ds.select_columns(wanted).with_format("arrow")[:]
-    columns = {c: table.column(c).to_pylist() for c in wanted}
+    columns = column_values(ds, wanted)
     base = f"{Path(folder).expanduser()}/{split_name}"
     rows = [
         parse_row({c: columns[c][i] for c in wanted}, f"hf_dataset {base} row {i}", f"{base}#{i}", tokens_column,
@@ -134,7 +123,7 @@ def read_tagged_hf(ds, folder: str, split_name: str, tokens_column: str, tags_co
 
 
 @dataclass
-class TaggedEncoded:
+class TaggedEncoded(PackedRows):
     """A tokenised split as flat arrays (what the cache stores).
 
     ids (N_tokens,) int32 all input ids one after another; word_ids (N_tokens,) int32 the word
@@ -151,24 +140,6 @@ class TaggedEncoded:
     row_ids: np.ndarray
     num_words: np.ndarray
     truncated_rows: list[str]
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.starts)
-
-    def save(self, file: Path) -> None:
-        save_arrays(file, ids=self.ids, word_ids=self.word_ids, labels=self.labels, starts=self.starts,
-                    row_ids=self.row_ids, num_words=self.num_words,
-                    truncated_rows=np.array(self.truncated_rows, dtype=str))
-
-    @classmethod
-    def load(cls, file: Path) -> TaggedEncoded:
-        with np.load(file, allow_pickle=False) as z:
-            return cls(z["ids"], z["word_ids"], z["labels"], z["starts"], z["row_ids"], z["num_words"],
-                       list(z["truncated_rows"]))
 
 
 def encode_tagged(rows: list[TaggedRow], tokenizer: Tokenizer, max_length: int, label_names: list[str] | None,
@@ -232,9 +203,8 @@ class TaggedDataset(Dataset):
         return len(self.encoded)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        e = self.encoded
-        a, b = int(e.starts[i]), int(e.starts[i + 1])
-        item = {"input_ids": e.ids[a:b], "word_ids": e.word_ids[a:b], "labels": e.labels[a:b],
+        e, span = self.encoded, self.encoded.span(i)
+        item = {"input_ids": e.ids[span], "word_ids": e.word_ids[span], "labels": e.labels[span],
                 "id": str(e.row_ids[i]), "num_words": int(e.num_words[i])}
         if self.rows is not None:
             item["words"] = list(self.rows[i].words)
@@ -266,7 +236,7 @@ class TaggedCollate:
 # --------------------------------------------------------------------------------- DataModule
 
 
-class TokenClassificationDataModule(SplitDataModule):
+class TokenClassificationDataModule(TextSplitDataModule):
     """One tag per word (IOB2 entity tags, part-of-speech, ...), tokenised once and padded per batch.
 
     Sources (give ``train_file`` or ``hf_dataset``): ``train_file`` / ``val_file`` /
@@ -302,6 +272,9 @@ class TokenClassificationDataModule(SplitDataModule):
     parallelism, evaluation uses an unpadded sampler: every row is scored once.
     """
 
+    cache_name, arrays = "tokens", TaggedEncoded
+    truncation = "cut (their last words are neither trained on nor scored)"
+
     def __init__(
         self,
         train_file: str | None = None,
@@ -320,135 +293,38 @@ class TokenClassificationDataModule(SplitDataModule):
         group_by_length: bool = False,
         cache_dir: str | None = None,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-        if train_file and hf_dataset:
-            raise DataError("TokenClassificationDataModule: give one data source, not train_file and hf_dataset.")
         if (val_file or test_file) and not train_file:
             raise DataError("TokenClassificationDataModule: val_file/test_file need train_file (it defines the tags).")
         if max_length < 3:
             raise DataError(f"TokenClassificationDataModule: max_length is {max_length}; it must leave room for "
                             "[CLS], one word piece and [SEP].")
-        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
-        self.hf_dataset = hf_dataset
+        super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=predict_file,
+                         hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=preprocessor, max_length=max_length,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         group_by_length=group_by_length, cache_dir=cache_dir)
+        self.save_hyperparameters()
         self.tokens_column, self.tags_column = tokens_column, tags_column
-        self.max_length = max_length
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.group_by_length, self.cache_dir = num_workers, group_by_length, cache_dir
-        self._tokenizer: Tokenizer | None = None
-        self._hf = hf_datasets.load_hf_dataset(hf_dataset) if hf_dataset else None
-        self._rows: dict[str, list[TaggedRow]] = {}
-        self._encoded: dict[str, TaggedEncoded] = {}
-        self._datasets: dict[str, TaggedDataset] = {}
-        self.truncated: dict[str, int] = {}  # split -> rows cut to max_length
-        self.cache_hits: dict[str, bool] = {}  # split -> whether the tokenised split came from cache_dir
-        self.label_names: list[str] = self._scan_label_names()
+        self.label_names: list[str] = self._train_classes(tags_column, lambda row: row.tags)
         self.num_classes: int = len(self.label_names)
 
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = open_tokenizer(self.hparams.tokenizer, self.hparams.preprocessor, type(self).__name__)
-        return self._tokenizer
+    def _read_file(self, file: str, labelled: bool) -> list[TaggedRow]:
+        return read_tagged_table(file, self.tokens_column, self.tags_column if labelled else None)
 
-    # ----------------------------------------------------------------------------- rows
+    def _read_hf(self, name: str, ds, labelled: bool) -> list[TaggedRow]:
+        return read_tagged_hf(ds, self.hf_dataset, name, self.tokens_column, self.tags_column if labelled else None)
 
-    def _scan_label_names(self) -> list[str]:
-        if not (self.files["train"] or self._hf is not None):
-            return []  # predict_file only: the tags come from the model
-        rows = self.rows("train")
-        if self._hf is not None:
-            _, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, "train", required=True)
-            names = classlabel_names(ds, self.tags_column)
-            if names is not None:
-                return names
-        return sort_labels({t for r in rows for t in r.tags})
+    def _cache_settings(self, split: str) -> dict[str, Any]:
+        return {"version": CACHE_VERSION, "split": split, "tokens": self.tokens_column, "tags": self.tags_column,
+                "max_length": self.max_length, "label_names": self.label_names, "labelled": self._labelled(split),
+                "source": self._source(split)}
 
-    def has_split(self, split: str) -> bool:
-        if self._hf is not None:
-            return split == "predict" or hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=False) is not None
-        return bool(self.files[split]) or (split == "predict" and bool(self.files["test"]))
+    def _encode(self, split: str) -> TaggedEncoded:
+        return encode_tagged(self.rows(split), self.tokenizer, self.max_length,
+                             self.label_names if self._labelled(split) else None, split)
 
-    def _source(self, split: str) -> str:
-        """The file (or HF folder/split) a split is read from; predict falls back to test."""
-        if split == "predict" and not self.files["predict"]:
-            split = "test"
-        if self._hf is not None:
-            return f"{self.hf_dataset}/{hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)[0]}"
-        if not self.files[split]:
-            raise DataError(f"TokenClassificationDataModule: the {split} split is needed, but {split}_file was "
-                            "not given.")
-        return self.files[split]
+    def _make_dataset(self, split: str) -> TaggedDataset:
+        rows = self.rows(split) if split == "predict" else None  # predict writes the words back
+        return TaggedDataset(self.encoded(split), rows)
 
-    def _labelled(self, split: str) -> bool:
-        return not (split == "predict" and self.files["predict"])
-
-    def rows(self, split: str) -> list[TaggedRow]:
-        """Parsed and checked rows of ``train``/``val``/``test``/``predict``."""
-        if split not in self._rows:
-            tags_column = self.tags_column if self._labelled(split) else None
-            if split == "predict" and not self.files["predict"]:
-                rows = self.rows("test")
-            elif self._hf is not None:
-                name, ds = hf_datasets.hf_split(self._hf, self.hf_dataset, split, required=True)
-                rows = read_tagged_hf(ds, self.hf_dataset, name, self.tokens_column, tags_column)
-            else:
-                rows = read_tagged_table(self._source(split), self.tokens_column, tags_column)
-            self._rows[split] = rows
-        return self._rows[split]
-
-    # --------------------------------------------------------------------------- tokenising
-
-    def encoded(self, split: str) -> TaggedEncoded:
-        """The tokenised split, from ``cache_dir`` when its fingerprint matches."""
-        if split in self._encoded:
-            return self._encoded[split]
-        cache_file = None
-        if self.cache_dir:
-            settings = {"version": CACHE_VERSION, "split": split, "tokens": self.tokens_column,
-                        "tags": self.tags_column, "max_length": self.max_length, "label_names": self.label_names,
-                        "labelled": self._labelled(split), "source": self._source(split)}
-            key = fingerprint(settings, self.hf_dataset or self._source(split), self.tokenizer)
-            cache_file = Path(self.cache_dir).expanduser() / f"tokens-{split}-{key}.npz"
-        if cache_file is not None and cache_file.is_file():
-            enc = TaggedEncoded.load(cache_file)
-            self.cache_hits[split] = True
-        else:
-            enc = encode_tagged(self.rows(split), self.tokenizer, self.max_length,
-                                self.label_names if self._labelled(split) else None, split)
-            self.cache_hits[split] = False
-            if cache_file is not None:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                enc.save(cache_file)
-        self.truncated[split] = len(enc.truncated_rows)
-        if enc.truncated_rows:
-            log.warning("%s split (%s): %d of %d rows are longer than max_length=%d tokens and were cut (their last "
-                        "words are neither trained on nor scored); first: %s.", split, self._source(split),
-                        len(enc.truncated_rows), len(enc), self.max_length,
-                        ", ".join(" ".join(w.split(" ")[-2:]) for w in enc.truncated_rows[:5]))
-        self._encoded[split] = enc
-        return enc
-
-    # ------------------------------------------------------------------------- Lightning hooks
-
-    def setup(self, stage: str | None = None) -> None:
-        if not self.label_names and stage != "predict":
-            raise DataError("TokenClassificationDataModule: no training data given; set train_file or hf_dataset.")
-        needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}.get(
-            stage, [s for s in ("train", "val", "test") if self.has_split(s)])
-        for split in needed:
-            if split in ("train", "predict") or self.has_split(split):
-                self._dataset(split)
-
-    def _dataset(self, split: str) -> TaggedDataset:
-        if split not in self._datasets:
-            rows = self.rows(split) if split == "predict" else None  # predict writes the words back
-            self._datasets[split] = TaggedDataset(self.encoded(split), rows)
-        return self._datasets[split]
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        dataset = self._dataset(split)
-        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size,
-                            TaggedCollate(self.tokenizer.pad), self.num_workers, getattr(self, "trainer", None),
-                            dataset.encoded.lengths if self.group_by_length else None)
+    def _collate(self) -> TaggedCollate:
+        return TaggedCollate(self.tokenizer.pad)

@@ -11,66 +11,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 
 from lit_tasks.data.samplers import run_seed
 from lit_tasks.errors import ConfigError
+from lit_tasks.metrics.codebook import CodebookPerplexity
 from lit_tasks.tasks.base import STAGES, TaskModule
-from lit_tasks.zoo.wav2vec2 import span_mask
-from lit_tasks.zoo.wav2vec2_pretraining import codebook_perplexity, contrastive_logits, diversity_loss, sample_negatives
+from lit_tasks.tasks.contrastive_masks import draw_masks, scale_gradient
+from lit_tasks.zoo.wav2vec2_pretraining import contrastive_logits, diversity_loss
 
 EVAL_SEED = 20200620  # val/test masks depend on this and the clip only, never on the run's seed
 MEANS = ("contrastive_loss", "contrastive_acc")  # per masked frame
-
-
-class CodebookPerplexity(Metric):
-    """Sum over groups of exp(entropy) of the code distribution pooled over all masked frames
-    seen (Eq. 4's perplexity, the number of codes in use per group; at most G * V).
-
-    Pooling sums (G, V) probabilities and a frame count, both reduced over ranks before the
-    division, so the epoch value is exact under DDP; one batch's value is the model's own
-    `codevector_perplexity`.
-    """
-
-    full_state_update = False
-
-    def __init__(self, groups: int, codes: int) -> None:
-        super().__init__()
-        self.add_state("total", torch.zeros(groups, codes, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, probs: torch.Tensor) -> None:
-        """probs (M, G, V): the code distributions of M masked frames."""
-        self.total += probs.detach().sum(0).double()
-        self.count += probs.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        return codebook_perplexity((self.total / self.count.clamp(min=1))[None]).float()
-
-
-def scale_gradient(module: torch.nn.Module, inputs: Any, output: torch.Tensor, scale: float) -> torch.Tensor:
-    """A forward hook: the same output, its gradient multiplied by `scale` on the way back."""
-    return output * scale + output.detach() * (1 - scale)
-
-
-def draw_masks(frames: torch.Tensor, num_frames: int, seeds: list[int], mask_prob: float, mask_length: int,
-               min_spans: int, num_negatives: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks and distractors of a batch, each row from a generator of its own seed.
-
-    frames (B,) real frames per row (the rest is padding), num_frames T, seeds B ints ->
-    mask (B, T) bool: spans of `mask_length` frames inside the row's real frames (`span_mask`,
-    about mask_prob * frames / mask_length spans, at least `min_spans` when they fit);
-    negatives (B, T, K) indices into the flattened (B * T) frames: K draws, with repetition,
-    from the other masked frames of the same row (`sample_negatives`).
-    A row depends only on its own length and seed, not on the batch around it.
-    """
-    masks, negatives = [], []
-    for row, (length, seed) in enumerate(zip(frames.tolist(), seeds)):
-        generator = torch.Generator().manual_seed(int(seed))
-        mask = span_mask((1, num_frames), mask_prob, mask_length, min_spans, torch.tensor([length]), generator)
-        masks.append(mask)  # (1, T)
-        negatives.append(sample_negatives(mask, num_negatives, generator) + row * num_frames)  # (1, T, K)
-    return torch.cat(masks), torch.cat(negatives)
 
 
 class Wav2Vec2Pretraining(TaskModule):

@@ -36,7 +36,7 @@ class TextNormalizer:
     2. delete every character of `remove_chars` (by default . , ? ! ; : and double quotes);
     3. collapse runs of whitespace into one space and strip both ends.
 
-    Characters still outside the vocabulary after this are handled by the task's `oov` mode.
+    Characters still outside the vocabulary after this are handled by the data's `oov` mode.
     """
 
     case: Literal["lower", "upper", "keep"] = "lower"
@@ -69,7 +69,7 @@ class CharVocab:
             raise ConfigError(f"{source}: no pad token ({' or '.join(PAD_TOKENS)}); CTC uses it as the blank")
         if word_delimiter not in tokens:
             raise ConfigError(f"{source}: no word delimiter {word_delimiter!r}; add it (it stands for the space "
-                              "between words) or set model.word_delimiter to the vocabulary's")
+                              "between words) or set data.word_delimiter to the vocabulary's")
         self.tokens = dict(tokens)
         self.id_to_token = {i: t for t, i in tokens.items()}
         self.word_delimiter = word_delimiter
@@ -90,13 +90,13 @@ class CharVocab:
         path = Path(path).expanduser()
         file = path / VOCAB_FILE if path.is_dir() else path
         if not file.is_file():
-            raise ConfigError(f"model.vocab: {file} does not exist; expected a vocab.json ({{token: id}})")
+            raise ConfigError(f"data.vocab: {file} does not exist; expected a vocab.json ({{token: id}})")
         try:
             tokens = json.loads(file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"model.vocab: {file} is not valid JSON ({e})") from None
+            raise ConfigError(f"data.vocab: {file} is not valid JSON ({e})") from None
         if not isinstance(tokens, dict):
-            raise ConfigError(f"model.vocab: {file} holds a {type(tokens).__name__}; expected {{token: id}}")
+            raise ConfigError(f"data.vocab: {file} holds a {type(tokens).__name__}; expected {{token: id}}")
         return cls(tokens, word_delimiter, source=str(file))
 
     @classmethod
@@ -106,7 +106,7 @@ class CharVocab:
         chars = sorted({c for text in texts for c in text} - {" "})
         if word_delimiter in chars:
             raise ConfigError(f"the transcripts contain the word delimiter {word_delimiter!r} itself; set "
-                              "model.word_delimiter to a character they do not use")
+                              "data.word_delimiter to a character they do not use")
         tokens = ["<pad>", "<unk>", word_delimiter, *chars]
         return cls({t: i for i, t in enumerate(tokens)}, word_delimiter, source="vocabulary built from the train transcripts")
 

@@ -156,5 +156,7 @@ def test_ddp_wer_and_cer_equal_single_process(tmp_path):
     run_dir, _ = _results(tmp_path / "runs")
     common = [*args, "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--data.batch_size", "2"]
     one, two = validate_single_and_ddp(common, tmp_path)
-    for key in ("val/wer", "val/cer", "val/loss"):
-        assert two["metrics"][key] == pytest.approx(one["metrics"][key], abs=1e-5), key
+    for key in ("val/wer", "val/cer"):  # integer sums: exact but for the division
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key], abs=1e-6), key
+    # float32 losses (~100 for an untrained head) summed in another order: equal to float32 precision
+    assert two["metrics"]["val/loss"] == pytest.approx(one["metrics"]["val/loss"], rel=1e-6)

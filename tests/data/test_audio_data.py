@@ -171,7 +171,9 @@ def test_transcription_batches_carry_text(tmp_path):
     dm = AudioDataModule(train_file=str(train), task="transcription", **kw())
     assert not hasattr(dm, "num_classes") and dm.transcripts("train") == ["two one", "two nine", "two zero"]
     b = next(iter(dm.train_dataloader()))
-    assert sorted(b["text"]) == ["two nine", "two one", "two zero"] and "labels" not in b
+    assert sorted(b["text"]) == ["two nine", "two one", "two zero"]
+    assert dm.vocab.tokens == {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("einortwz")}}
+    assert [dm.vocab.decode(ids[ids >= 0].tolist()) for ids in b["labels"]] == b["text"]  # the CTC targets
     with pytest.raises(DataError, match=r"line 2: the 'text' field is empty"):
         write_jsonl(train, [rows[0], {"path": rows[1]["path"], "text": " "}])
         AudioDataModule(train_file=str(train), task="transcription", **kw()).transcripts()

@@ -16,7 +16,7 @@ from helpers import make_transcribed_audio
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from lit_tasks.data import AudioDataModule
-from lit_tasks.errors import ConfigError, DataError
+from lit_tasks.errors import CheckpointError, ConfigError, DataError
 from lit_tasks.metrics.asr import ErrorRate
 from lit_tasks.tasks import AudioClassification, SpeechRecognition
 from lit_tasks.tasks.ctc_decoding import collapse, ctc_log_likelihood, greedy_decode, prefix_beam_search
@@ -227,26 +227,30 @@ def _attach(task: SpeechRecognition, data: AudioDataModule) -> L.Trainer:
     return trainer
 
 
-def _data(root: Path) -> AudioDataModule:
+def _data(root: Path, **kwargs) -> AudioDataModule:
     return AudioDataModule(train_file=str(root / "train.jsonl"), val_file=str(root / "val.jsonl"),
-                           task="transcription", batch_size=3, num_workers=0)
+                           task="transcription", batch_size=3, num_workers=0, **kwargs)
 
 
-def test_fit_setup_builds_the_vocabulary_and_a_head_of_its_size(transcribed):
-    task = SpeechRecognition(backbone="wav2vec2-test")
-    assert task.vocab is None
+def test_the_data_builds_the_vocabulary_and_the_head_gets_its_size(transcribed):
     data = _data(transcribed)
+    assert data.vocab.tokens == {"<pad>": 0, "<unk>": 1, "|": 2, "a": 3, "b": 4, "c": 5}
+    assert data.vocab_size == 6  # linked into the model by the CLI
+    task = SpeechRecognition(backbone="wav2vec2-test", vocab_size=data.vocab_size)
+    assert task.net.lm_head.out_features == 6 and task.vocab is None
     _attach(task, data)
     task.setup("fit")
-    assert task.vocab.tokens == {"<pad>": 0, "<unk>": 1, "|": 2, "a": 3, "b": 4, "c": 5}
-    assert task.net.lm_head.out_features == 6 and task.net.config.vocab_size == 6
+    data.setup("fit")
+    assert task.vocab is data.vocab
     batch = next(iter(data.train_dataloader()))
-    loss, logits, frames, references = task.loss(batch)
+    assert batch["labels"].shape[0] == 3 and batch["labels"].dtype == torch.long
+    for ids, text in zip(batch["labels"], batch["text"]):
+        assert data.vocab.decode(ids[ids >= 0].tolist()) == text  # the transcript's ids, -100 after its end
+    loss, logits, frames = task.loss(batch)
     assert loss.ndim == 0 and torch.isfinite(loss) and logits.shape[-1] == 6
-    assert sorted(references) == sorted(batch["text"]) and frames.tolist() == task.net.wav2vec2.output_lengths(
-        batch["lengths"]).tolist()
+    assert frames.tolist() == task.net.wav2vec2.output_lengths(batch["lengths"]).tolist()
     meta = task.export_metadata()
-    assert meta["vocab"] == task.vocab.tokens and meta["spec"]["config"]["vocab_size"] == 6
+    assert meta["vocab"] == data.vocab.tokens and meta["spec"]["config"]["vocab_size"] == 6
 
 
 @pytest.mark.parametrize("oov", ["error", "unk", "drop"])
@@ -258,42 +262,54 @@ def test_transcript_characters_outside_the_vocabulary(transcribed, oov, caplog):
     (transcribed / "val.jsonl").write_text("\n".join(rows) + "\n")
     vocab = CharVocab.build(["abc"])
     vocab.save(transcribed / "vocab.json")
-    task = SpeechRecognition(backbone="wav2vec2-test", vocab=str(transcribed / "vocab.json"), oov=oov)
-    _attach(task, _data(transcribed))
+    data = _data(transcribed, vocab=str(transcribed / "vocab.json"), oov=oov)
     if oov == "error":
         with pytest.raises(DataError, match=r"val\.jsonl line 2 \(.*val_1\.flac\): the transcript .* \['x'\] outside"):
-            task.setup("fit")
+            data.setup("fit")
         return
-    task.setup("fit")
-    assert task.oov_counts == {"train": 0, "val": 1} and "outside the vocabulary" in caplog.text
-    reference = task._reference(row["text"], "here")
+    data.setup("fit")
+    assert (data.report["train"]["oov"], data.report["val"]["oov"]) == (0, 1) and "outside the vocabulary" in caplog.text
+    (reference,) = [r.text for r in data.records("val") if r.path.endswith("val_1.flac")]
     assert reference == (row["text"] if oov == "unk" else row["text"][:-2])
-    assert task.vocab.encode(reference)[-1] == (vocab.unk_id if oov == "unk" else vocab.tokens[reference[-1]])
+    assert data.targets.encode(reference)[-1] == (vocab.unk_id if oov == "unk" else vocab.tokens[reference[-1]])
 
 
 def test_upper_case_vocabulary_gets_a_hint(transcribed):
     tokens = {"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "B": 4, "C": 5}
     (transcribed / "vocab.json").write_text(json.dumps(tokens))
-    task = SpeechRecognition(backbone="wav2vec2-test", vocab=str(transcribed))
-    _attach(task, _data(transcribed))
-    with pytest.raises(DataError, match="set model.case to 'upper'"):
-        task.setup("fit")
-    upper = SpeechRecognition(backbone="wav2vec2-test", vocab=str(transcribed), case="upper")
-    _attach(upper, _data(transcribed))
+    with pytest.raises(DataError, match="set data.case to 'upper'"):
+        _data(transcribed, vocab=str(transcribed)).setup("fit")
+    upper = _data(transcribed, vocab=str(transcribed), case="upper")
     upper.setup("fit")  # the lower-case transcripts fit once upper-cased
-    assert upper.oov_counts == {"train": 0, "val": 0}
+    assert (upper.report["train"]["oov"], upper.report["val"]["oov"]) == (0, 0)
     (transcribed / "vocab.json").write_text(json.dumps({"<pad>": 0, "|": 1, "a": 2}))
     with pytest.raises(ConfigError, match="oov is 'unk' but .* no unknown token"):
-        SpeechRecognition(backbone="wav2vec2-test", vocab=str(transcribed), oov="unk")
+        _data(transcribed, vocab=str(transcribed), oov="unk")
 
 
-def test_checkpoint_carries_the_vocabulary(transcribed, tmp_path):
-    task = SpeechRecognition(backbone="wav2vec2-test")
-    _attach(task, _data(transcribed))
+def test_the_vocabulary_of_the_checkpoint_being_fine_tuned_is_used(transcribed, tmp_path):
+    hf = tmp_path / "hf"  # an HF CTC folder (model.init_from, linked to data.preprocessor)
+    hf.mkdir()
+    CharVocab.build(["cab ba"]).save(hf / "vocab.json")
+    assert _data(transcribed, preprocessor=str(hf)).vocab.source == str(hf / "vocab.json")
+    data = _data(transcribed)
+    task = SpeechRecognition(backbone="wav2vec2-test", vocab_size=data.vocab_size)
+    _attach(task, data)
     task.setup("fit")
     checkpoint = {"state_dict": task.state_dict()}
     task.on_save_checkpoint(checkpoint)
-    fresh = SpeechRecognition(backbone="wav2vec2-test")  # no vocabulary, no data
+    torch.save(checkpoint, tmp_path / "ctc.ckpt")  # one of ours
+    assert _data(transcribed, preprocessor=str(tmp_path / "ctc.ckpt")).vocab == task.vocab
+
+
+def test_checkpoint_carries_the_vocabulary(transcribed, tmp_path):
+    data = _data(transcribed)
+    task = SpeechRecognition(backbone="wav2vec2-test", vocab_size=data.vocab_size)
+    _attach(task, data)
+    task.setup("fit")
+    checkpoint = {"state_dict": task.state_dict()}
+    task.on_save_checkpoint(checkpoint)
+    fresh = SpeechRecognition(backbone="wav2vec2-test")  # no vocabulary, no data: predict from a checkpoint
     fresh.on_load_checkpoint(checkpoint)
     fresh.load_state_dict(checkpoint["state_dict"])
     assert fresh.vocab == task.vocab
@@ -302,5 +318,9 @@ def test_checkpoint_carries_the_vocabulary(transcribed, tmp_path):
         assert torch.equal(fresh.eval()(x), task.eval()(x))
     other = CharVocab.build(["xyz"])
     other.save(tmp_path / "other.json")
-    with pytest.raises(Exception, match="another vocabulary"):
-        SpeechRecognition(backbone="wav2vec2-test", vocab=str(tmp_path / "other.json")).on_load_checkpoint(checkpoint)
+    other_data = _data(transcribed, vocab=str(tmp_path / "other.json"), oov="drop")
+    refused = SpeechRecognition(backbone="wav2vec2-test", vocab_size=other_data.vocab_size)
+    _attach(refused, other_data)
+    refused.setup("validate")
+    with pytest.raises(CheckpointError, match="another vocabulary"):
+        refused.on_load_checkpoint(checkpoint)

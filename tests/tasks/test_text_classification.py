@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import lightning as L
 import pytest
 import torch
 from helpers import attach_trainer

@@ -11,7 +11,8 @@ from lightning.pytorch.callbacks import Callback
 
 from lit_tasks.errors import CheckpointError, ConfigError
 from lit_tasks.tasks import Wav2Vec2Pretraining
-from lit_tasks.tasks.wav2vec2_pretraining import CodebookPerplexity, draw_masks
+from lit_tasks.metrics.codebook import CodebookPerplexity
+from lit_tasks.tasks.contrastive_masks import draw_masks
 from lit_tasks.zoo.wav2vec2_pretraining import contrastive_loss
 
 LAYER_NORM = {"feat_extract_norm": "layer", "conv_bias": True}  # padding-independent feature encoder
