@@ -287,28 +287,30 @@ def test_upper_case_vocabulary_gets_a_hint(transcribed):
         _data(transcribed, vocab=str(transcribed), oov="unk")
 
 
-def test_the_vocabulary_of_the_checkpoint_being_fine_tuned_is_used(transcribed, tmp_path):
+@pytest.fixture()
+def trained(transcribed) -> tuple[SpeechRecognition, dict]:
+    """A task set up on the transcribed data, and its checkpoint as fit writes it."""
+    data = _data(transcribed)
+    task = SpeechRecognition(backbone="wav2vec2-test", vocab_size=data.vocab_size)
+    _attach(task, data)
+    task.setup("fit")
+    checkpoint = {"state_dict": task.state_dict()}
+    task.on_save_checkpoint(checkpoint)
+    return task, checkpoint
+
+
+def test_the_vocabulary_of_the_checkpoint_being_fine_tuned_is_used(transcribed, trained, tmp_path):
     hf = tmp_path / "hf"  # an HF CTC folder (model.init_from, linked to data.preprocessor)
     hf.mkdir()
     CharVocab.build(["cab ba"]).save(hf / "vocab.json")
     assert _data(transcribed, preprocessor=str(hf)).vocab.source == str(hf / "vocab.json")
-    data = _data(transcribed)
-    task = SpeechRecognition(backbone="wav2vec2-test", vocab_size=data.vocab_size)
-    _attach(task, data)
-    task.setup("fit")
-    checkpoint = {"state_dict": task.state_dict()}
-    task.on_save_checkpoint(checkpoint)
+    task, checkpoint = trained
     torch.save(checkpoint, tmp_path / "ctc.ckpt")  # one of ours
     assert _data(transcribed, preprocessor=str(tmp_path / "ctc.ckpt")).vocab == task.vocab
 
 
-def test_checkpoint_carries_the_vocabulary(transcribed, tmp_path):
-    data = _data(transcribed)
-    task = SpeechRecognition(backbone="wav2vec2-test", vocab_size=data.vocab_size)
-    _attach(task, data)
-    task.setup("fit")
-    checkpoint = {"state_dict": task.state_dict()}
-    task.on_save_checkpoint(checkpoint)
+def test_checkpoint_carries_the_vocabulary(transcribed, trained, tmp_path):
+    task, checkpoint = trained
     fresh = SpeechRecognition(backbone="wav2vec2-test")  # no vocabulary, no data: predict from a checkpoint
     fresh.on_load_checkpoint(checkpoint)
     fresh.load_state_dict(checkpoint["state_dict"])
