@@ -25,10 +25,11 @@ GLOBAL = re.compile(r"GLOBAL (\S+)")
 __all__ = ["UnsafeFileError", "checkpoint_entry", "read_checkpoint", "torch_load"]
 
 
-def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """`torch.load` with the restricted unpickler; UnsafeFileError when the file asks for more."""
+def torch_load(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """`torch.load` with the restricted unpickler; UnsafeFileError when the file asks for more.
+    `mmap`: tensors are mapped from the file, not read, until used."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = GLOBAL.search(str(exc)) if REFUSED in str(exc) else None
         if found is None:
@@ -41,11 +42,11 @@ def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         ) from None
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any:
     """A checkpoint's content via `torch_load`; a CheckpointError naming the file when it is damaged
     or not a torch file (an UnsafeFileError when it asks for code)."""
     try:
-        return torch_load(path)
+        return torch_load(path, mmap=mmap)
     except UnsafeFileError:
         raise
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for damaged files
@@ -54,7 +55,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
 
 def checkpoint_entry(path: str | os.PathLike) -> dict[str, Any] | None:
     """The "lit_tasks" entry of a checkpoint fit wrote (spec, preprocessor config, tokenizer files,
-    label names...), None when the file holds none."""
-    checkpoint = read_checkpoint(path)
+    label names...), None when the file holds none. The weights are mapped, not read: the data
+    asks for this entry (tokenizer, preprocessor, vocabulary) beside the network's full read."""
+    checkpoint = read_checkpoint(path, mmap=True)
     entry = checkpoint.get("lit_tasks") if isinstance(checkpoint, dict) else None
     return entry if isinstance(entry, dict) else None
