@@ -74,7 +74,13 @@ class SpeechRecognition(TaskModule):
         self._samples: dict[str, list[dict[str, Any]]] = {}
 
     # -- vocabulary --------------------------------------------------------------------------
-    def _set_vocab(self, vocab: CharVocab) -> None:
+    def _take_vocab(self, vocab: CharVocab) -> None:
+        """Use `vocab` (the data's or the checkpoint's, whichever comes first: it sizes the head);
+        the other, when it comes, must be the same."""
+        if self.vocab is not None and vocab != self.vocab:
+            raise CheckpointError(f"the checkpoint was trained with another vocabulary than the data's "
+                                  f"({len(vocab)} vs {len(self.vocab)} tokens: {vocab.source}, {self.vocab.source}); "
+                                  "use the data (train transcripts or data.vocab) the checkpoint was trained with")
         self.vocab = vocab
         head = self.net.lm_head
         if head.out_features != len(vocab):  # a fresh output layer of the vocabulary's size
@@ -84,14 +90,8 @@ class SpeechRecognition(TaskModule):
 
     def check_data(self, data: Any) -> None:
         """Take the data's vocabulary (transcription data that has one)."""
-        vocab = getattr(data, "vocab", None)
-        if vocab is None:
-            return
-        if self.vocab is not None and self.vocab != vocab:  # set from a checkpoint loaded earlier
-            raise CheckpointError(f"the checkpoint was trained with another vocabulary than the data's "
-                                  f"({vocab.source}: {len(vocab)} vs {len(self.vocab)} tokens); use the data "
-                                  "(train transcripts or data.vocab) the checkpoint was trained with")
-        self._set_vocab(vocab)
+        if getattr(data, "vocab", None) is not None:
+            self._take_vocab(data.vocab)
 
     def _require_vocab(self) -> None:
         """Before the first step: a vocabulary from the data or the checkpoint."""
@@ -198,11 +198,5 @@ class SpeechRecognition(TaskModule):
         meta = checkpoint.get("lit_tasks", {})
         if "vocab" not in meta:
             raise CheckpointError("the checkpoint was not written by lit_tasks' SpeechRecognition (no vocabulary)")
-        saved = CharVocab(meta["vocab"], meta["word_delimiter"], source="the checkpoint's vocabulary")
-        if self.vocab is None:
-            self._set_vocab(saved)
-        elif saved != self.vocab:
-            raise CheckpointError(f"the checkpoint was trained with another vocabulary than the data's "
-                                  f"({self.vocab.source}: {len(meta['vocab'])} vs {len(self.vocab)} tokens); use the "
-                                  "data (train transcripts or data.vocab) the checkpoint was trained with")
+        self._take_vocab(CharVocab(meta["vocab"], meta["word_delimiter"], source="the checkpoint's vocabulary"))
         super().on_load_checkpoint(checkpoint)
