@@ -40,7 +40,8 @@ USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE 
        python -m lit_tasks sweep sweeps/FILE.yaml --count N   (a wandb sweep, run locally, offline)
        python -m lit_tasks slurm --config FILE --nodes N --gpus-per-node G --time HH:MM:SS [--dry-run]   (submit to Slurm)
        python -m lit_tasks runs [--root runs]                  (list runs: status, metrics, time)
-       python -m lit_tasks tokenizer --files FILE ... --vocab_size N --out DIR   (train a WordPiece tokenizer)
+       python -m lit_tasks tokenizer --type wordpiece|bpe --files FILE ... --vocab_size N --out DIR   (train a tokenizer)
+       python -m lit_tasks generate --ckpt_path CKPT | --init_from DIR --prompt TEXT [--max_new_tokens N ...]
 
   fit        train (then test the best checkpoint when the data has a test split)
   validate   evaluate on the validation split       test   evaluate on the test split
@@ -118,7 +119,7 @@ class LitTasksCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.init_args.label_names", apply_on="instantiate")
         parser.link_arguments("model.init_args.init_from", "data.init_args.preprocessor", apply_on="parse")
-        # masked LM: the tokenizer sizes the embedding, NSP is the data's choice; CTC: the character vocabulary sizes the head
+        # masked and causal LM: the tokenizer sizes the embedding, NSP is the data's choice; CTC: the character vocabulary sizes the head
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.nsp", "model.init_args.nsp", apply_on="instantiate")
 
@@ -253,6 +254,7 @@ COMMANDS = {
     "slurm": "lit_tasks.slurm",
     "runs": "lit_tasks.runs",
     "tokenizer": "lit_tasks.train_tokenizer",
+    "generate": "lit_tasks.generate_text",
 }
 
 

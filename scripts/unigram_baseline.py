@@ -26,10 +26,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+import recipe_data  # noqa: E402
 
 from lit_tasks.data.masked_lm import IGNORE, MaskedLMDataModule, MaskingCollate  # noqa: E402
 
@@ -61,14 +63,7 @@ def unigram_perplexity(data: MaskedLMDataModule, split: str = "val") -> dict[str
 
 def datamodule_from_config(config: Path, **overrides) -> MaskedLMDataModule:
     """The config's MaskedLMDataModule (relative paths are read from the repository root)."""
-    data = yaml.safe_load(config.read_text())["data"]
-    if not data["class_path"].endswith("MaskedLMDataModule"):
-        sys.exit(f"{config}: data.class_path is {data['class_path']}, not a MaskedLMDataModule")
-    init_args = {**data["init_args"], **{k: v for k, v in overrides.items() if v is not None}}
-    for key in ("train_file", "val_file", "test_file", "hf_dataset", "tokenizer", "cache_dir"):
-        if init_args.get(key) and not Path(init_args[key]).expanduser().is_absolute():
-            init_args[key] = str(REPO_ROOT / init_args[key])
-    return MaskedLMDataModule(**{**init_args, "num_workers": 0})
+    return recipe_data.datamodule_from_config(config, "MaskedLMDataModule", **overrides)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
 """Task figures (confusion matrix, sample predictions) to wandb and to PNG files; audio
-samples with their transcripts to wandb."""
+samples with their transcripts to wandb; generated text samples to wandb and a text file."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from lit_tasks import plots
 
 class FigureLogger(Callback):
     """After each validation and test epoch, send the task's `figures(stage)` to wandb, and
-    its `audio_samples(stage)` (when it has that hook) as a wandb table with audio players.
+    its `audio_samples(stage)` (when it has that hook) as a wandb table with audio players, and
+    its `text_samples(stage)` (prompts and their continuations) as a wandb table and appended to
+    `<stage>_samples.txt` in the run folder, under the epoch and step.
 
     The figures of the last validation (during fit) and of the test are also written
     next to results.json as `<name>.png` (val) and `test_<name>.png` (test).
@@ -35,6 +37,20 @@ class FigureLogger(Callback):
         samples = pl_module.audio_samples(stage) if hasattr(pl_module, "audio_samples") else []
         if samples and wandb_loggers:
             self._log_audio(wandb_loggers, f"{stage}/samples", samples, trainer.global_step)
+        texts = pl_module.text_samples(stage) if hasattr(pl_module, "text_samples") else []
+        if texts:
+            self._write_texts(wandb_loggers, stage, texts, trainer)
+
+    def _write_texts(self, loggers: list[WandbLogger], stage: str, samples: list[dict], trainer: L.Trainer) -> None:
+        """{"prompt", "continuation"} dicts to a wandb table and to `<stage>_samples.txt`."""
+        for logger in loggers:
+            logger.log_table(key=f"{stage}/samples", columns=["prompt", "continuation"],
+                             data=[[s["prompt"], s["continuation"]] for s in samples], step=trainer.global_step)
+        lines = [f"=== {stage}, epoch {trainer.current_epoch}, step {trainer.global_step}"]
+        for s in samples:
+            lines += [f"--- prompt: {s['prompt']!r}", s["prompt"] + s["continuation"]]
+        with open(self.run_dir / f"{stage}_samples.txt", "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n\n")
 
     @staticmethod
     def _log_audio(loggers: list[WandbLogger], key: str, samples: list[dict], step: int) -> None:

@@ -8,11 +8,8 @@ prediction, of which 80% become ``[MASK]``, 10% a random token and 10% stay unch
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,9 @@ from torch.utils.data import Dataset
 from lit_tasks.data.samplers import run_seed
 from lit_tasks.data.tables import TABLE_EXTENSIONS
 from lit_tasks.data.text import read_hf_split, read_text_table
-from lit_tasks.data.text_base import CachedArrays, PackedRows, TextSplitDataModule, hash_files
+from lit_tasks.data.text_base import CachedArrays, PackedRows, TextSplitDataModule
 from lit_tasks.errors import ConfigError, DataError
-from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer, train_wordpiece_texts
+from lit_tasks.text.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +392,7 @@ class MaskedLMDataModule(TextSplitDataModule):
     rank and val/test rows are each evaluated once.
     """
 
-    cache_name, arrays = "mlm", Corpus
+    cache_name, arrays, trained_tokenizer_kind = "mlm", Corpus, "WordPiece"
 
     def __init__(
         self,
@@ -422,9 +419,6 @@ class MaskedLMDataModule(TextSplitDataModule):
         if (tokenizer is None) == (train_tokenizer_vocab_size is None):
             raise ConfigError("MaskedLMDataModule: set exactly one of data.tokenizer (a tokenizer folder) and "
                               "data.train_tokenizer_vocab_size (train one on the train split).")
-        if train_tokenizer_vocab_size is not None and not cache_dir:
-            raise ConfigError("MaskedLMDataModule: data.train_tokenizer_vocab_size needs data.cache_dir, where the "
-                              "trained tokenizer is kept.")
         if max_length < (5 if nsp else 3):
             raise ConfigError(f"MaskedLMDataModule: data.max_length is {max_length}; too short for the special tokens.")
         if not 0 < mlm_probability < 1:
@@ -432,9 +426,9 @@ class MaskedLMDataModule(TextSplitDataModule):
         super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=None,
                          hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=None, max_length=max_length,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-                         group_by_length=False, cache_dir=cache_dir)
+                         group_by_length=False, cache_dir=cache_dir, train_tokenizer_vocab_size=train_tokenizer_vocab_size)
         self.save_hyperparameters()
-        self.text_column, self.train_tokenizer_vocab_size = text_column, train_tokenizer_vocab_size
+        self.text_column = text_column
         self.nsp, self.mlm_probability, self.whole_word_mask = nsp, mlm_probability, whole_word_mask
 
     # --------------------------------------------------------------------------- sources
@@ -458,12 +452,14 @@ class MaskedLMDataModule(TextSplitDataModule):
 
     # --------------------------------------------------------------------------- tokenizer
 
+    def _tokenizer_texts(self) -> Iterable[str]:
+        return (sentence for doc in self.documents("train") for sentence in doc)
+
     def _open_tokenizer(self) -> Tokenizer:
-        path = self.tokenizer_path or self._train_tokenizer()
-        tokenizer = load_tokenizer(path)
+        tokenizer = super()._open_tokenizer()
         absent = [role for role in ("cls", "sep", "pad", "mask") if getattr(tokenizer, role) is None]
         if absent:
-            raise DataError(f"tokenizer {path} lacks the special token(s) {', '.join(absent)} that masked-LM "
+            raise DataError(f"tokenizer {tokenizer.source} lacks the special token(s) {', '.join(absent)} that masked-LM "
                             "pretraining needs ([CLS], [SEP], [PAD], [MASK]).")
         return tokenizer
 
@@ -471,22 +467,6 @@ class MaskedLMDataModule(TextSplitDataModule):
     def vocab_size(self) -> int:
         """The tokenizer's vocabulary size (linked into the model's embedding and MLM decoder)."""
         return self.tokenizer.vocab_size
-
-    def _train_tokenizer(self) -> Path:
-        """Train a WordPiece tokenizer on the train split once; later calls find the folder."""
-        size = self.train_tokenizer_vocab_size
-        h = hashlib.sha256(json.dumps({**self._cache_settings("train"), "vocab_size": size}, sort_keys=True).encode())
-        hash_files(h, Path(self._source("train")).expanduser())
-        folder = Path(self.cache_dir).expanduser() / f"tokenizer-{h.hexdigest()[:24]}"
-        if not (folder / "tokenizer.json").is_file():
-            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-            train_wordpiece_texts((s for doc in self.documents("train") for s in doc), size, tmp)
-            try:
-                os.replace(tmp, folder)  # atomic; another process may have won the race
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
-            log.info("trained a WordPiece tokenizer of %d tokens on the train split: %s", size, folder)
-        return folder
 
     # --------------------------------------------------------------------------- sequences
 
@@ -518,6 +498,6 @@ class MaskedLMDataModule(TextSplitDataModule):
             raise DataError("MaskedLMDataModule: masked-LM pretraining has no predict step; use fit, validate or test.")
         return MLMDataset(self.sequences(split))
 
-    def _collate(self) -> MaskingCollate:
+    def _collate(self, split: str) -> MaskingCollate:
         # training: a resumable loader (mid-epoch resume), its sampler seeds each sample's masks
         return MaskingCollate(self.tokenizer, self.mlm_probability, self.whole_word_mask)

@@ -403,7 +403,7 @@ class QuestionAnsweringDataModule(TextSplitDataModule):
         rows = self.rows(split)
         return QADataset(self.windows(split), rows)
 
-    def _collate(self) -> QACollate:
+    def _collate(self, split: str) -> QACollate:
         return QACollate(self.tokenizer.pad)
 
     def _eval_sampler(self, dataset: QADataset) -> QuestionShardSampler | None:

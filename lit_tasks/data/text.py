@@ -4,6 +4,7 @@ CSV/JSONL files or a saved HF ``datasets`` folder, tokenised once and cached."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,9 @@ class TextDataModule(TextSplitDataModule):
     ``model.init_from`` there, so a fine-tuned checkpoint brings its own tokenizer; an explicit
     ``tokenizer`` wins, as explicit arguments do over the preprocessor in ImageDataModule),
     to at most ``max_length`` tokens,
-    special tokens included. Longer texts are truncated (longest text of a pair first); the
+    special tokens included. A model trained from scratch (GPT-2 with a last-token head) can
+    have a byte-level BPE trained on the train texts instead: ``train_tokenizer_vocab_size``
+    (kept in ``cache_dir``, reused while the train file is the same). Longer texts are truncated (longest text of a pair first); the
     count per split is in ``truncated`` and logged with the first rows affected.
 
     Batches (train, val, test and predict alike)::
@@ -302,6 +305,7 @@ class TextDataModule(TextSplitDataModule):
         num_workers: int = 0,
         group_by_length: bool = False,
         cache_dir: str | None = None,
+        train_tokenizer_vocab_size: int | None = None,
     ):
         if (val_file or test_file) and not train_file:
             raise DataError("TextDataModule: val_file/test_file need train_file (the train file defines the classes).")
@@ -312,12 +316,16 @@ class TextDataModule(TextSplitDataModule):
         super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=predict_file,
                          hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=preprocessor, max_length=max_length,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-                         group_by_length=group_by_length, cache_dir=cache_dir)
+                         group_by_length=group_by_length, cache_dir=cache_dir,
+                         train_tokenizer_vocab_size=train_tokenizer_vocab_size)
         self.save_hyperparameters()
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.multi_label, self.label_separator = multi_label, label_separator
         self.label_names: list[str] = self._train_classes(label_column, lambda row: row.labels)
         self.num_classes: int = len(self.label_names)
+
+    def _tokenizer_texts(self) -> Iterable[str]:
+        return (text for row in self.rows("train") for text in (row.text, row.pair) if text)
 
     def _read_file(self, file: str, labelled: bool) -> list[TextRow]:
         return read_text_table(file, self.text_column, self.text_pair_column, self.label_column if labelled else None,
@@ -343,5 +351,5 @@ class TextDataModule(TextSplitDataModule):
     def _make_dataset(self, split: str) -> TextDataset:
         return TextDataset(self.encoded(split))
 
-    def _collate(self) -> TextCollate:
+    def _collate(self, split: str) -> TextCollate:
         return TextCollate(self.tokenizer.pad, self.multi_label)

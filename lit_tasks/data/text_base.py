@@ -9,7 +9,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import fields
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,9 +23,12 @@ from lit_tasks.data import hf_datasets
 from lit_tasks.data.base import SplitDataModule
 from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.samplers import split_loader
-from lit_tasks.errors import DataError
-from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer
+from lit_tasks.errors import ConfigError, DataError
+from lit_tasks.text.bpe import train_bpe_texts
+from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer, train_wordpiece_texts
 
+# What `train_tokenizer_vocab_size` trains: the tokenizer kind -> its trainer (texts, size, folder).
+TOKENIZER_TRAINERS = {"WordPiece": train_wordpiece_texts, "byte-level BPE": train_bpe_texts}
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
 
@@ -144,16 +149,24 @@ class TextSplitDataModule(SplitDataModule):
     """
 
     cache_name: str  # the cache files' prefix
+    trained_tokenizer_kind: str = "byte-level BPE"  # what train_tokenizer_vocab_size trains (TOKENIZER_TRAINERS)
     arrays: type[CachedArrays]  # what `_encode` returns, and the cache holds
     truncation: str | None = None  # what happened to the rest of a row longer than max_length (for the log)
 
     def __init__(self, *, train_file: str | None, val_file: str | None, test_file: str | None,
                  predict_file: str | None, hf_dataset: str | None, tokenizer: str | None, preprocessor: str | None,
                  max_length: int, batch_size: int, eval_batch_size: int | None, num_workers: int,
-                 group_by_length: bool, cache_dir: str | None):
+                 group_by_length: bool, cache_dir: str | None, train_tokenizer_vocab_size: int | None = None):
         super().__init__()
+        name = type(self).__name__
         if train_file and hf_dataset:
-            raise DataError(f"{type(self).__name__}: give one data source, not train_file and hf_dataset.")
+            raise DataError(f"{name}: give one data source, not train_file and hf_dataset.")
+        if train_tokenizer_vocab_size is not None and tokenizer is not None:
+            raise ConfigError(f"{name}: set data.tokenizer or data.train_tokenizer_vocab_size, not both.")
+        if train_tokenizer_vocab_size is not None and not cache_dir:
+            raise ConfigError(f"{name}: data.train_tokenizer_vocab_size needs data.cache_dir, where the trained "
+                              "tokenizer is kept.")
+        self.train_tokenizer_vocab_size = train_tokenizer_vocab_size
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
         self.hf_dataset = hf_dataset
         self.tokenizer_path, self.preprocessor = tokenizer, preprocessor
@@ -189,7 +202,7 @@ class TextSplitDataModule(SplitDataModule):
     def _make_dataset(self, split: str) -> Dataset:
         raise NotImplementedError
 
-    def _collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def _collate(self, split: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         raise NotImplementedError
 
     def _eval_sampler(self, dataset: Dataset) -> Sampler | None:
@@ -204,9 +217,15 @@ class TextSplitDataModule(SplitDataModule):
             self._tokenizer = self._open_tokenizer()
         return self._tokenizer
 
+    def _tokenizer_texts(self) -> Iterable[str]:
+        """The texts of the train split a tokenizer is trained on (``train_tokenizer_vocab_size``)."""
+        raise NotImplementedError
+
     def _open_tokenizer(self) -> Tokenizer:
-        """The folder ``tokenizer``, else the checkpoint folder ``preprocessor`` (linked from
-        ``model.init_from``); it must pad."""
+        """The folder ``tokenizer``, else one trained on the train split (``train_tokenizer_vocab_size``),
+        else the checkpoint folder ``preprocessor`` (linked from ``model.init_from``); it must pad."""
+        if self.train_tokenizer_vocab_size is not None and not self.tokenizer_path:
+            self.tokenizer_path = str(self.trained_tokenizer())
         path, key = ((self.tokenizer_path, "data.tokenizer") if self.tokenizer_path
                      else (self.preprocessor, "data.preprocessor (model.init_from)"))
         if not path:
@@ -220,6 +239,28 @@ class TextSplitDataModule(SplitDataModule):
             wanted = loaded.config.get("pad_token", "[PAD]")
             raise DataError(f"{key}: tokenizer {path} has no padding token (looked for {wanted!r}).")
         return loaded
+
+    def trained_tokenizer(self) -> Path:
+        """The folder of a ``trained_tokenizer_kind`` tokenizer of ``train_tokenizer_vocab_size``
+        tokens trained on the train split's ``_tokenizer_texts()``, once: it is kept in
+        ``cache_dir/tokenizer-<fingerprint>/`` and found again while the train data is the same
+        (the folder is logged; it is a valid ``data.tokenizer`` for later runs)."""
+        kind = self.trained_tokenizer_kind
+        size = self.train_tokenizer_vocab_size
+        h = hashlib.sha256(json.dumps({**self._cache_settings("train"), "vocab_size": size, "kind": kind},
+                                      sort_keys=True).encode())
+        hash_files(h, Path(self._source("train")).expanduser())
+        folder = Path(self.cache_dir).expanduser() / f"tokenizer-{h.hexdigest()[:24]}"
+        if not (folder / "tokenizer.json").is_file():
+            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+            TOKENIZER_TRAINERS[kind](self._tokenizer_texts(), size, tmp)
+            try:
+                os.replace(tmp, folder)  # atomic; another process may have won the race
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+            logging.getLogger(type(self).__module__).info(
+                "trained a %s tokenizer of %d tokens on the train split: %s", kind, size, folder)
+        return folder
 
     # --------------------------------------------------------------------------------------- sources
 
@@ -331,6 +372,6 @@ class TextSplitDataModule(SplitDataModule):
         train = split == "train"
         dataset = self._dataset(split)
         lengths = self.encoded(split).lengths if train and self.group_by_length else None
-        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size, self._collate(),
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size, self._collate(split),
                             self.num_workers, getattr(self, "trainer", None), lengths,
                             None if train else self._eval_sampler(dataset))

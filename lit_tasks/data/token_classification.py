@@ -326,5 +326,5 @@ class TokenClassificationDataModule(TextSplitDataModule):
         rows = self.rows(split) if split == "predict" else None  # predict writes the words back
         return TaggedDataset(self.encoded(split), rows)
 
-    def _collate(self) -> TaggedCollate:
+    def _collate(self, split: str) -> TaggedCollate:
         return TaggedCollate(self.tokenizer.pad)

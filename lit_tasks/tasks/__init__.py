@@ -2,6 +2,7 @@
 `lit_tasks.tasks.ImageClassification`."""
 
 from lit_tasks.tasks.audio_classification import AudioClassification
+from lit_tasks.tasks.causal_lm import CausalLanguageModeling
 from lit_tasks.tasks.image_classification import ImageClassification
 from lit_tasks.tasks.masked_lm import MaskedLanguageModeling
 from lit_tasks.tasks.question_answering import QuestionAnswering
@@ -11,6 +12,6 @@ from lit_tasks.tasks.token_classification import TokenClassification
 from lit_tasks.tasks.wav2vec2_pretraining import Wav2Vec2Pretraining
 
 __all__ = [
-    "AudioClassification", "ImageClassification", "MaskedLanguageModeling", "QuestionAnswering", "SpeechRecognition", "TextClassification",
+    "AudioClassification", "CausalLanguageModeling", "ImageClassification", "MaskedLanguageModeling", "QuestionAnswering", "SpeechRecognition", "TextClassification",
     "TokenClassification", "Wav2Vec2Pretraining",
 ]

@@ -105,6 +105,26 @@ class TaskModule(L.LightningModule):
                                  num_labels)
         return self.net
 
+    def build_vocab_net(self, vocab_size: int | None) -> nn.Module:
+        """`build_net` for a language model whose vocabulary is the tokenizer's (`vocab_size`,
+        linked from the data): from scratch the embedding gets that many rows; a checkpoint given
+        as `init_from` must have that vocabulary (else a ConfigError)."""
+        init_from = self.hparams.init_from
+        config = dict(self.hparams.backbone_config or {})
+        if vocab_size is not None and init_from is None:
+            if config.get("vocab_size", vocab_size) != vocab_size:
+                raise ConfigError(f"model.backbone_config.vocab_size is {config['vocab_size']} but the tokenizer has "
+                                  f"{vocab_size} tokens; drop backbone_config.vocab_size (it comes from the data)")
+            config["vocab_size"] = vocab_size
+        net = self.build_net(backbone_config=config)
+        if vocab_size is not None and net.config.vocab_size != vocab_size:
+            raise ConfigError(
+                f"model.init_from {init_from} has a vocabulary of {net.config.vocab_size} tokens but the "
+                f"tokenizer (data.tokenizer) has {vocab_size}; use the checkpoint's own tokenizer "
+                f"(data.tokenizer: {init_from})"
+            )
+        return net
+
     # -- steps and logging ----------------------------------------------------------------
     def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
         """The loss of `batch` ("train", "val" or "test"), its metrics updated and logged."""
@@ -177,16 +197,17 @@ class TaskModule(L.LightningModule):
         """A ConfigError when `data` cannot feed the network: for text, the tokenizer's ids and the
         longest sequence."""
         tokenizer = getattr(data, "tokenizer", None)
-        if tokenizer is None or not hasattr(self.net.config, "max_position_embeddings"):
-            return
         config = self.net.config
+        if tokenizer is None or not hasattr(config, "vocab_size"):
+            return
         if tokenizer.vocab_size > config.vocab_size:
             raise ConfigError(f"the tokenizer {tokenizer.source} has {tokenizer.vocab_size} tokens but the model's "
                               f"vocab_size is {config.vocab_size}; use the checkpoint's own tokenizer or set "
                               "model.backbone_config.vocab_size")
-        if data.max_length > config.max_position_embeddings:
-            raise ConfigError(f"data.max_length is {data.max_length} but the model has "
-                              f"{config.max_position_embeddings} positions; lower data.max_length")
+        positions = getattr(self.net, "context_length", None) or getattr(config, "max_position_embeddings", None)
+        if positions is not None and data.max_length > positions:
+            raise ConfigError(f"data.max_length is {data.max_length} but the model has {positions} positions; "
+                              "lower data.max_length")
 
     def data_preprocessor(self) -> dict[str, Any] | None:
         """The attached DataModule's HF `preprocessor_config.json` dict (image and audio data

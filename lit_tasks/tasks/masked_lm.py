@@ -7,36 +7,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_tasks.errors import ConfigError
+from lit_tasks.metrics.perplexity import Perplexity
 from lit_tasks.tasks.base import STAGES, TaskModule
 
 IGNORE = -100  # label of positions that are not predicted (lit_tasks.data.masked_lm)
-
-
-class Perplexity(Metric):
-    """exp(summed cross-entropy / number of predicted tokens) over the whole epoch.
-
-    Summing (not averaging per batch) makes it exact under DDP: both sums are reduced over
-    ranks before the division. torchmetrics' Perplexity would take log(softmax) again, which
-    underflows for confident mistakes; here it reuses the loss already computed.
-    """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, summed_loss: torch.Tensor, count: int | torch.Tensor) -> None:
-        self.total += summed_loss.detach().double()
-        self.count += int(count)
-
-    def compute(self) -> torch.Tensor:
-        return torch.exp(self.total / self.count.clamp(min=1)).float()
 
 
 class MaskedLanguageModeling(TaskModule):
@@ -70,20 +47,7 @@ class MaskedLanguageModeling(TaskModule):
 
     def __init__(self, vocab_size: int | None = None, nsp: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        init_from = self.hparams.init_from
-        config = dict(self.hparams.backbone_config or {})
-        if vocab_size is not None and init_from is None:
-            if config.get("vocab_size", vocab_size) != vocab_size:
-                raise ConfigError(f"model.backbone_config.vocab_size is {config['vocab_size']} but the tokenizer has "
-                                  f"{vocab_size} tokens; drop backbone_config.vocab_size (it comes from the data)")
-            config["vocab_size"] = vocab_size
-        self.build_net(backbone_config=config)
-        if vocab_size is not None and self.net.config.vocab_size != vocab_size:
-            raise ConfigError(
-                f"model.init_from {init_from} has a vocabulary of {self.net.config.vocab_size} tokens but the "
-                f"tokenizer (data.tokenizer) has {vocab_size}; use the checkpoint's own tokenizer "
-                f"(data.tokenizer: {init_from})"
-            )
+        self.build_vocab_net(vocab_size)
         self.nsp = nsp
         if not nsp:
             for part in (self.net.bert.pooler, self.net.nsp):

@@ -72,6 +72,8 @@ class TextClassification(LabelledTask):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if not hasattr(self.net.config, "type_vocab_size"):  # no segment embeddings (GPT-2): the ids would be
+            token_type_ids = None  # embedded as tokens, as HF does, and shift every input
         return self.net(input_ids, attention_mask, token_type_ids)  # (B, C) logits
 
     def _logits(self, batch: dict[str, Any]) -> torch.Tensor:

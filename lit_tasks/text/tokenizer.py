@@ -2,14 +2,17 @@
 
 A checkpoint folder downloaded from a hub holds ``tokenizer.json`` (the whole pipeline:
 normaliser, pre-tokenizer, model, post-processor), often ``vocab.txt`` (the WordPiece vocabulary
-of BERT-family models) and ``tokenizer_config.json`` (``do_lower_case``, special tokens,
+of BERT-family models) or ``vocab.json`` + ``merges.txt`` (GPT-2's byte-level BPE), and
+``tokenizer_config.json`` (``do_lower_case``, ``add_prefix_space``, special tokens,
 ``model_max_length``). :func:`load_tokenizer` reads ``tokenizer.json`` when present, otherwise
 assembles BERT's WordPiece pipeline from ``vocab.txt`` (Devlin et al. 2019, "BERT", Sec. 3 and
 App. A.2: lowercasing, accent stripping, whitespace/punctuation splitting, greedy longest-match
-WordPiece with ``##`` continuation pieces, ``[CLS] A [SEP] B [SEP]`` with segment ids 0/1).
+WordPiece with ``##`` continuation pieces, ``[CLS] A [SEP] B [SEP]`` with segment ids 0/1), or
+GPT-2's from ``vocab.json`` + ``merges.txt`` (lit_tasks.text.byte_level).
 
-:func:`train_wordpiece` trains that pipeline on a user's corpus (for pretraining from scratch)
-and saves it in the same folder format, so :func:`load_tokenizer` reads it back.
+:func:`train_wordpiece` trains BERT's pipeline on a user's corpus (for pretraining from scratch)
+and saves it in the same folder format, so :func:`load_tokenizer` reads it back;
+lit_tasks.text.bpe.train_bpe does the same for GPT-2's.
 
 Nothing here downloads; ``transformers`` is not used.
 """
@@ -26,8 +29,9 @@ from tokenizers import Tokenizer as RustTokenizer
 
 from lit_tasks.errors import DataError
 from lit_tasks.safe_load import checkpoint_entry
+from lit_tasks.text.byte_level import MERGES_TXT, VOCAB_JSON, bpe_model_files, byte_level_from_files, is_byte_level
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", VOCAB_JSON)  # the one read is the first present
 # Special-token roles -> the tokenizer_config.json key and the usual spellings, tried in order
 # when the config names none: BERT's WordPiece, then RoBERTa/BART/T5's and GPT-2's.
 SPECIAL_TOKENS = {
@@ -64,8 +68,10 @@ class Tokenizer:
 
     ``cls``, ``sep``, ``pad``, ``mask``, ``unk``, ``bos``, ``eos``: ids of the special tokens
     (None where the vocabulary lacks one). A tokenizer without a pad token but with an eos one
-    (GPT-2's) pads with eos: ``pad == eos`` and ``pad_is_eos``; attention masks, not the id,
-    tell padding apart. ``vocab_size``; ``do_lower_case``; ``model_max_length``.
+    (GPT-2's) pads with eos: ``pad == eos`` and ``pad_is_eos`` (also when the config names
+    the same token for both); attention masks, not the id, tell padding apart. ``vocab_size``;
+    ``do_lower_case``; ``model_max_length``; ``byte_level``: GPT-2's pipeline, whose
+    :meth:`encode` adds no special tokens (lit_tasks.text.byte_level).
     """
 
     def __init__(self, tokenizer: RustTokenizer, config: dict[str, Any] | None = None, source: str = "<memory>"):
@@ -82,10 +88,13 @@ class Tokenizer:
                 if tokenizer.token_to_id(text) is not None:
                     self.special_tokens[role] = text
                     break
-        self.pad_is_eos = "pad" not in self.special_tokens and "eos" in self.special_tokens
-        if self.pad_is_eos:
+        # No pad token: pad with eos (not written back as pad_token by files()).
+        self._pad_from_eos = "pad" not in self.special_tokens and "eos" in self.special_tokens
+        if self._pad_from_eos:
             self.special_tokens["pad"] = self.special_tokens["eos"]
-        self.do_lower_case: bool = bool(self.config.get("do_lower_case", True))
+        self.pad_is_eos = self.pad is not None and self.pad == self.eos
+        self.byte_level = is_byte_level(tokenizer)
+        self.do_lower_case: bool = bool(self.config.get("do_lower_case", not self.byte_level))
         limit = self.config.get("model_max_length")
         # HF writes a huge sentinel (1e30) when the model has no limit.
         self.model_max_length: int | None = int(limit) if isinstance(limit, (int, float)) and 0 < limit < 1e9 else None
@@ -206,8 +215,9 @@ class Tokenizer:
         return folder
 
     def files(self) -> dict[str, str]:
-        """{file name: text} of ``tokenizer.json``, ``tokenizer_config.json`` and (for WordPiece
-        models) ``vocab.txt``, what :meth:`save` writes and :func:`load_tokenizer` reads."""
+        """{file name: text} of ``tokenizer.json``, ``tokenizer_config.json`` and ``vocab.txt``
+        (WordPiece models) or ``vocab.json`` + ``merges.txt`` (byte-level BPE), what :meth:`save`
+        writes and :func:`load_tokenizer` reads."""
         self._set_truncation(None)  # the saved pipeline carries no truncation setting
         files = {"tokenizer.json": self.backend.to_str(pretty=True)}
         wordpiece = isinstance(self.backend.model, models.WordPiece)
@@ -216,12 +226,18 @@ class Tokenizer:
             if [i for _, i in by_id] != list(range(len(by_id))):
                 raise ValueError("tokenizer: the vocabulary ids are not contiguous; cannot write vocab.txt")
             files["vocab.txt"] = "".join(t + "\n" for t, _ in by_id)
+        elif self.byte_level:
+            files.update(bpe_model_files(self.backend))
+        roles = {r: t for r, t in self.special_tokens.items() if not (r == "pad" and self._pad_from_eos)}
         config = {
             **self.config,
             "do_lower_case": self.do_lower_case,
-            **{SPECIAL_TOKENS[role][0]: text for role, text in self.special_tokens.items()},
+            **{SPECIAL_TOKENS[role][0]: text for role, text in roles.items()},
         }
-        config.setdefault("tokenizer_class", "BertTokenizer" if wordpiece else "PreTrainedTokenizerFast")
+        if self.byte_level:
+            config["add_prefix_space"] = bool(self.backend.pre_tokenizer.add_prefix_space)
+        kind = "BertTokenizer" if wordpiece else "GPT2Tokenizer" if self.byte_level else "PreTrainedTokenizerFast"
+        config.setdefault("tokenizer_class", kind)
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         files["tokenizer_config.json"] = json.dumps(config, indent=2, sort_keys=True) + "\n"
@@ -280,18 +296,21 @@ def read_vocab(file: Path) -> dict[str, int]:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """The tokenizer of a checkpoint folder (or a ``tokenizer.json`` / ``vocab.txt`` file, or a
-    lit_tasks ``.ckpt``, which stores the files of the tokenizer it was trained with).
+    """The tokenizer of a checkpoint folder (or a ``tokenizer.json`` / ``vocab.txt`` /
+    ``vocab.json`` file, or a lit_tasks ``.ckpt``, which stores the files of the tokenizer it
+    was trained with).
 
     ``tokenizer.json`` wins; otherwise ``vocab.txt`` becomes BERT's WordPiece pipeline, with
     ``do_lower_case`` / ``strip_accents`` / ``tokenize_chinese_chars`` and the special tokens
-    taken from ``tokenizer_config.json`` when the folder has one.
+    taken from ``tokenizer_config.json`` when the folder has one; or ``vocab.json`` +
+    ``merges.txt`` GPT-2's byte-level BPE, with ``add_prefix_space`` (default false) and the
+    special tokens from ``tokenizer_config.json``, ``<|endoftext|>`` always among them.
     """
     given = Path(path).expanduser()
     if not given.exists():
         raise DataError(
             f"tokenizer: {given} does not exist; expected a checkpoint/tokenizer folder holding "
-            f"{' or '.join(TOKENIZER_FILES)}."
+            f"tokenizer.json or vocab.txt, or {VOCAB_JSON} + {MERGES_TXT}."
         )
     if given.is_file() and given.suffix == ".ckpt":
         return checkpoint_tokenizer(given)
@@ -300,19 +319,26 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     config = _read_json(config_file) if config_file.is_file() else {}
     if given.is_file():
         file = given
-        if file.name not in TOKENIZER_FILES and file.suffix not in (".json", ".txt"):
-            raise DataError(f"tokenizer: {file} is neither a tokenizer.json nor a vocab.txt file.")
+        if file.name not in (*TOKENIZER_FILES, MERGES_TXT) and file.suffix not in (".json", ".txt"):
+            raise DataError(f"tokenizer: {file} is neither a tokenizer.json nor a vocab.txt file, nor GPT-2's "
+                            f"{VOCAB_JSON} / {MERGES_TXT}.")
     else:
         found = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
         if not found:
             present = sorted(p.name for p in folder.iterdir())[:8]
             raise DataError(
                 f"tokenizer: the folder {folder} has neither tokenizer.json nor vocab.txt "
-                f"(found: {', '.join(present) or 'nothing'}). Point `tokenizer` at a checkpoint folder "
-                "with one of them, or train one with lit_tasks.text.train_wordpiece."
+                f"(found: {', '.join(present) or 'nothing'}), nor GPT-2's {VOCAB_JSON} + {MERGES_TXT}. Point "
+                "`tokenizer` at a checkpoint folder with one of them, or train one with "
+                "lit_tasks.text.train_wordpiece or train_bpe."
             )
         file = found[0]
-    if file.suffix == ".json":
+    if file.name in (VOCAB_JSON, MERGES_TXT):
+        named = {key: token for key, _ in SPECIAL_TOKENS.values() if (token := _token_text(config.get(key)))}
+        backend = byte_level_from_files(folder / VOCAB_JSON, folder / MERGES_TXT,
+                                        bool(config.get("add_prefix_space", False)), named)
+        file = folder / VOCAB_JSON
+    elif file.suffix == ".json":
         try:
             backend = RustTokenizer.from_file(str(file))
         except Exception as e:  # tokenizers raises a plain Exception on a malformed file

@@ -136,9 +136,13 @@ class Attention(nn.Module):
                 if cache.k is not None:
                     k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
                 cache.k, cache.v = k, v
-        mask = attention_mask(keep, causal and not self.cross, bias, Tq, k.shape[2], q.dtype, q.device)
+        causal = causal and not self.cross
         dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=self.scale)
+        if causal and keep is None and bias is None and Tq == k.shape[2]:  # SDPA's own causal kernel, no mask tensor
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=self.scale)
+        else:
+            mask = attention_mask(keep, causal, bias, Tq, k.shape[2], q.dtype, q.device)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=self.scale)
         return self.proj(out.transpose(1, 2).reshape(B, Tq, -1))  # (B, Tq, D)
 
 

@@ -173,9 +173,10 @@ def from_tensors(name: str, raw: dict, weights: dict[str, Tensor], folder: str |
     config = family.CONFIG.from_hf(raw, source=str(Path(folder) / CONFIG_FILE))
     weights = _renamed(weights, family, folder)
     named = _named_head(family, raw)
-    if head is None:
+    if head is None:  # a head whose parts are all tied copies (GPT-2's LM head) may have none in its checkpoint
         parts = family.HEADS[named].parts if named else ()
-        head = named if named and (not parts or any(k.startswith(parts) for k in weights)) else "base"
+        untied = [p for p in parts if not any(t.startswith(p) for t, _ in family.HEADS[named].tied)]
+        head = named if named and (not untied or any(k.startswith(parts) for k in weights)) else "base"
     if head not in family.HEADS:
         raise ConfigError(f"{folder}: a {name} model has no head {head!r}; its heads are {sorted(family.HEADS)}")
     record = family.HEADS[head]

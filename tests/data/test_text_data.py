@@ -312,3 +312,21 @@ def test_train_loader_resumes_mid_epoch(tmp_path, tok, group_by_length):
     resumed.load_state_dict(interrupted.state_dict())
     resumed.sampler.set_epoch(3)
     assert [b["ids"] for b in resumed] == full[2:]
+
+
+def test_a_byte_level_bpe_is_trained_on_the_train_texts(tmp_path):
+    """For a decoder trained from scratch (GPT-2 with a last-token head): no tokenizer folder."""
+    train = write_csv(tmp_path / "train.csv", TRAIN * 20)
+    kw = {"train_file": str(train), "train_tokenizer_vocab_size": 270, "cache_dir": str(tmp_path / "cache"),
+          "batch_size": 2, "max_length": 64}
+    dm = TextDataModule(**kw)
+    tk = dm.tokenizer
+    assert tk.byte_level and tk.pad == tk.eos and 257 < tk.vocab_size <= 270
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    row = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+    assert tk.decode(row) in {text for text, _ in TRAIN}  # no special tokens added, text intact
+    assert TextDataModule(**kw).tokenizer.files() == tk.files()  # trained once, found again
+    assert len(list((tmp_path / "cache").glob("tokenizer-*"))) == 1
+    with pytest.raises(Exception, match="not both"):
+        TextDataModule(**kw, tokenizer=str(tmp_path))

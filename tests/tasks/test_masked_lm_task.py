@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import MaskedLanguageModeling
-from lit_tasks.tasks.masked_lm import Perplexity
+from lit_tasks.metrics.perplexity import Perplexity
 from lit_tasks import zoo
 
 VOCAB = 40

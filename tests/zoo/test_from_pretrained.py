@@ -19,6 +19,8 @@ WAV2VEC2 = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, inte
                 conv_kernel=[10, 3], conv_stride=[5, 2], conv_bias=True, num_conv_pos_embeddings=16,
                 num_conv_pos_embedding_groups=2, num_codevector_groups=2, num_codevectors_per_group=6,
                 codevector_dim=8, proj_codevector_dim=8, vocab_size=10, classifier_proj_size=6)
+GPT2 = dict(vocab_size=99, n_positions=40, n_embd=32, n_layer=2, n_head=4, bos_token_id=98, eos_token_id=98,
+            pad_token_id=0)
 
 pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 ids = torch.randint(5, 99, (2, 9), generator=torch.Generator().manual_seed(1))
@@ -49,6 +51,14 @@ def bert_out(hf, ours):
     return theirs.logits, got
 
 
+def gpt2_out(hf, ours):
+    padded = ids.masked_fill(mask == 0, 0)  # HF's classifier finds the last token by pad_token_id, ours by the mask
+    theirs, got = hf(input_ids=padded, attention_mask=mask), ours(padded, mask)
+    if isinstance(hf, transformers.GPT2Model):
+        return theirs.last_hidden_state, got.last_hidden_state
+    return theirs.logits, got
+
+
 def wav2vec2_out(hf, ours):
     if isinstance(hf, transformers.Wav2Vec2ForPreTraining):
         return hf(audio, attention_mask=audio_mask).projected_states, ours(audio, audio_mask).projected_states
@@ -73,6 +83,9 @@ CASES = {  # HF class: (config class, config, outputs to compare)
     "Wav2Vec2ForCTC": ("Wav2Vec2Config", WAV2VEC2, wav2vec2_out),
     "Wav2Vec2ForSequenceClassification": ("Wav2Vec2Config", {**WAV2VEC2, "num_labels": 4}, wav2vec2_out),
     "Wav2Vec2ForPreTraining": ("Wav2Vec2Config", WAV2VEC2, wav2vec2_out),
+    "GPT2Model": ("GPT2Config", GPT2, gpt2_out),
+    "GPT2LMHeadModel": ("GPT2Config", GPT2, gpt2_out),
+    "GPT2ForSequenceClassification": ("GPT2Config", {**GPT2, "num_labels": 3}, gpt2_out),
 }
 
 
