@@ -73,7 +73,8 @@ def read_corpus(file: str | Path, text_column: str = "text", prompts: bool = Fal
             if not line.strip() or prompts:
                 close()
             if line.strip():
-                first = first if lines else number
+                if not lines:
+                    first = number
                 lines.append(line.rstrip())
         close()
     if not documents:

@@ -10,8 +10,8 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import fields
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 

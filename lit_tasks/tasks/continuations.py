@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from lit_tasks.data.causal_lm import CausalCollate
 from lit_tasks.errors import ConfigError, DataError
 from lit_tasks.generation import GenerationConfig, generate, truncate_left
 from lit_tasks.text.tokenizer import Tokenizer
@@ -24,19 +26,15 @@ class Continuations:
 
 
 def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts -> (input_ids, attention_mask) (B, T), left-padded with the pad id; an empty prompt
-    (no token) is a DataError naming it."""
+    """Prompts -> (input_ids, attention_mask) (B, T), left-padded with the pad id as the data's
+    predict batches are; an empty prompt (no token) is a DataError naming it."""
     encodings = tokenizer.encode_raw(list(prompts), truncation=False, add_special_tokens=False)
     empty = [i for i, e in enumerate(encodings) if not e.ids]
     if empty:
         raise DataError(f"prompt {empty[0]} ({prompts[empty[0]]!r}) has no tokens; every prompt needs some text")
-    width = max(len(e.ids) for e in encodings)
-    input_ids = torch.full((len(encodings), width), tokenizer.pad, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for k, e in enumerate(encodings):
-        input_ids[k, width - len(e.ids):] = torch.tensor(e.ids)
-        attention_mask[k, width - len(e.ids):] = 1
-    return input_ids, attention_mask
+    batch = CausalCollate(tokenizer.pad, left=True)([{"input_ids": np.asarray(e.ids), "id": str(i)}
+                                                    for i, e in enumerate(encodings)])
+    return batch["input_ids"], batch["attention_mask"]
 
 
 def fit_context(input_ids: torch.Tensor, attention_mask: torch.Tensor, room: int, truncate: bool,
