@@ -40,7 +40,7 @@ USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE 
        python -m lit_tasks sweep sweeps/FILE.yaml --count N   (a wandb sweep, run locally, offline)
        python -m lit_tasks slurm --config FILE --nodes N --gpus-per-node G --time HH:MM:SS [--dry-run]   (submit to Slurm)
        python -m lit_tasks runs [--root runs]                  (list runs: status, metrics, time)
-       python -m lit_tasks tokenizer --type wordpiece|bpe --files FILE ... --vocab_size N --out DIR   (train a tokenizer)
+       python -m lit_tasks tokenizer --type wordpiece|bpe|bart-bpe|unigram --files FILE ... --vocab_size N --out DIR   (train a tokenizer)
        python -m lit_tasks generate --ckpt_path CKPT | --init_from DIR --prompt TEXT [--max_new_tokens N ...]
 
   fit        train (then test the best checkpoint when the data has a test split)

@@ -1,8 +1,9 @@
 """Task figures (confusion matrix, sample predictions) to wandb and to PNG files; audio
-samples with their transcripts to wandb; generated text samples to wandb and a text file."""
+samples with their transcripts to wandb; generated text samples and predictions to wandb and files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -16,7 +17,9 @@ class FigureLogger(Callback):
     """After each validation and test epoch, send the task's `figures(stage)` to wandb, and
     its `audio_samples(stage)` (when it has that hook) as a wandb table with audio players, and
     its `text_samples(stage)` (prompts and their continuations) as a wandb table and appended to
-    `<stage>_samples.txt` in the run folder, under the epoch and step.
+    `<stage>_samples.txt` in the run folder, under the epoch and step, and its
+    `text_predictions(stage)` (one dict of strings per evaluated row) as a wandb table and
+    `<stage>_predictions.jsonl` (the last epoch's).
 
     The figures of the last validation (during fit) and of the test are also written
     next to results.json as `<name>.png` (val) and `test_<name>.png` (test).
@@ -40,6 +43,9 @@ class FigureLogger(Callback):
         texts = pl_module.text_samples(stage) if hasattr(pl_module, "text_samples") else []
         if texts:
             self._write_texts(wandb_loggers, stage, texts, trainer)
+        rows = pl_module.text_predictions(stage) if hasattr(pl_module, "text_predictions") else []
+        if rows:
+            self._write_predictions(wandb_loggers, stage, rows, trainer.global_step)
 
     def _write_texts(self, loggers: list[WandbLogger], stage: str, samples: list[dict], trainer: L.Trainer) -> None:
         """{"prompt", "continuation"} dicts to a wandb table and to `<stage>_samples.txt`."""
@@ -51,6 +57,16 @@ class FigureLogger(Callback):
             lines += [f"--- prompt: {s['prompt']!r}", s["prompt"] + s["continuation"]]
         with open(self.run_dir / f"{stage}_samples.txt", "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n\n")
+
+    def _write_predictions(self, loggers: list[WandbLogger], stage: str, rows: list[dict], step: int) -> None:
+        """The epoch's generated texts (dicts of strings) to a wandb table and `<stage>_predictions.jsonl`
+        (rewritten: the last epoch's)."""
+        columns = list(rows[0])
+        for logger in loggers:
+            logger.log_table(key=f"{stage}/predictions", columns=columns, data=[[r[c] for c in columns] for r in rows],
+                             step=step)
+        with open(self.run_dir / f"{stage}_predictions.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
     @staticmethod
     def _log_audio(loggers: list[WandbLogger], key: str, samples: list[dict], step: int) -> None:

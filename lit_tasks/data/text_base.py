@@ -25,10 +25,18 @@ from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.samplers import split_loader
 from lit_tasks.errors import ConfigError, DataError
 from lit_tasks.text.bpe import train_bpe_texts
+from lit_tasks.text.byte_level import BART_SPECIALS
+from lit_tasks.text.sentencepiece import train_unigram_texts
 from lit_tasks.text.tokenizer import Tokenizer, load_tokenizer, train_wordpiece_texts
 
+
+def _train_bart_bpe(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Tokenizer:
+    return train_bpe_texts(texts, vocab_size, out_dir, specials=BART_SPECIALS)
+
+
 # What `train_tokenizer_vocab_size` trains: the tokenizer kind -> its trainer (texts, size, folder).
-TOKENIZER_TRAINERS = {"WordPiece": train_wordpiece_texts, "byte-level BPE": train_bpe_texts}
+TOKENIZER_TRAINERS = {"WordPiece": train_wordpiece_texts, "byte-level BPE": train_bpe_texts,
+                      "bart-bpe": _train_bart_bpe, "unigram": train_unigram_texts}
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
 

@@ -1,10 +1,12 @@
 """GenerationConfig: every decoding option `generate` honours, checked when it is built.
 
 The names and meanings are HF `GenerationConfig`'s (so a `generation_config.json` reads
-across), with two differences stated where they apply: `max_new_tokens` is the only length
-limit (no `max_length`), and sampling filters are off unless set (`top_k` None, where HF's
-default is 50). An option that would have no effect with the chosen strategy (a temperature
-without `do_sample`, a length penalty without beams) is an error, not silently ignored.
+across), with three differences stated where they apply: `max_new_tokens` is the only length
+limit (no `max_length`), sampling filters are off unless set (`top_k` None, where HF's
+default is 50), and nothing comes from the model's config unless asked for
+(`generation_defaults(model.config)`; HF's generate reads its model's generation_config). An
+option that would have no effect with the chosen strategy (a temperature without `do_sample`,
+a length penalty without beams) is an error, not silently ignored.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class GenerationConfig:
     `num_return_sequences` samples per prompt, `seed` (None: torch's global generator).
     Stopping: `eos_token_id` (one id or several), `stop_strings` (decoded text, needs a tokenizer);
     finished rows are filled with `pad_token_id` (None: the first eos id, as HF).
+    Encoder-decoders: `decoder_start_token_id` starts every decoder sequence (required for them,
+    an error for decoder-only models); `forced_bos_token_id`: the only allowed first new token
+    (after a one-token decoder prompt; mBART's target language code); `forced_eos_token_id`
+    (one id or several): the only allowed tokens at the last step, new token max_new_tokens
+    (BART ends every output that runs to the limit with eos; decoder-only models take it too).
     `use_cache`: feed each step only the new token over a KV cache (False: recompute the whole
     sequence every step; for tests and models without a cache).
     """
@@ -52,12 +59,16 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | tuple[int, ...] | None = None
     stop_strings: str | tuple[str, ...] | None = None
     seed: int | None = None
     use_cache: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("eos_token_id", "stop_strings"):  # lists (YAML, JSON) become tuples: hashable, immutable
+        # lists (YAML, JSON) become tuples: hashable, immutable
+        for name in ("eos_token_id", "forced_eos_token_id", "stop_strings"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(self)
@@ -85,6 +96,12 @@ class GenerationConfig:
         if self.eos_token_id is None:
             return ()
         return (self.eos_token_id,) if isinstance(self.eos_token_id, int) else tuple(self.eos_token_id)
+
+    @property
+    def forced_eos_ids(self) -> tuple[int, ...]:
+        """The forced eos ids as a tuple (empty without any)."""
+        ids = self.forced_eos_token_id
+        return () if ids is None else (ids,) if isinstance(ids, int) else tuple(ids)
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -132,12 +149,14 @@ def _check(c: GenerationConfig) -> None:
     need(c.top_k is None or _is_int(c.top_k) and c.top_k >= 1, "top_k", "null (off) or an integer >= 1")
     need(_is_number(c.top_p) and 0 < c.top_p <= 1, "top_p", "a number in (0, 1] (1 = off)")
     need(_is_number(c.repetition_penalty) and c.repetition_penalty > 0, "repetition_penalty", "a number > 0 (1 = off)")
-    need(c.eos_token_id is None or _is_int(c.eos_token_id) and c.eos_token_id >= 0
-         or isinstance(c.eos_token_id, tuple) and len(c.eos_token_id) > 0
-         and all(_is_int(i) and i >= 0 for i in c.eos_token_id),
-         "eos_token_id", "null, a token id >= 0 or a non-empty list of them")
-    need(c.pad_token_id is None or _is_int(c.pad_token_id) and c.pad_token_id >= 0, "pad_token_id",
-         "null or a token id >= 0")
+    for option in ("eos_token_id", "forced_eos_token_id"):
+        ids = getattr(c, option)
+        need(ids is None or _is_int(ids) and ids >= 0
+             or isinstance(ids, tuple) and len(ids) > 0 and all(_is_int(i) and i >= 0 for i in ids),
+             option, "null, a token id >= 0 or a non-empty list of them")
+    for option in ("pad_token_id", "decoder_start_token_id", "forced_bos_token_id"):
+        need(getattr(c, option) is None or _is_int(getattr(c, option)) and getattr(c, option) >= 0, option,
+             "null or a token id >= 0")
     need(c.stop_strings is None or isinstance(c.stop_strings, str) and c.stop_strings != ""
          or isinstance(c.stop_strings, tuple) and len(c.stop_strings) > 0
          and all(isinstance(s, str) and s != "" for s in c.stop_strings),
@@ -160,3 +179,22 @@ def _check(c: GenerationConfig) -> None:
         need(c.eos_token_id is not None, "min_new_tokens", "0 without eos_token_id (it forbids the eos ids)")
     if c.stop_strings is not None:
         need(c.fill_id is not None, "pad_token_id", "a token id with stop_strings (finished rows are filled with it)")
+
+
+# What `generation_defaults` reads from a model config, with HF's names.
+_MODEL_DEFAULTS = ("decoder_start_token_id", "eos_token_id", "pad_token_id", "forced_bos_token_id",
+                   "forced_eos_token_id")
+
+
+def generation_defaults(model_config: Any) -> dict[str, Any]:
+    """The special-token options a model's config implies, as HF's generate takes them from it:
+    `decoder_start_token_id` (an encoder-decoder config, one with that attribute: its value, else
+    its `bos_token_id`, HF's fallback), `eos_token_id`, `pad_token_id`, `forced_bos_token_id`,
+    `forced_eos_token_id`; the ones the config lacks or holds as None are left out.
+
+        config = GenerationConfig(max_new_tokens=64, num_beams=4, **generation_defaults(model.config))
+    """
+    out = {name: getattr(model_config, name, None) for name in _MODEL_DEFAULTS}
+    if hasattr(model_config, "decoder_start_token_id") and out["decoder_start_token_id"] is None:
+        out["decoder_start_token_id"] = getattr(model_config, "bos_token_id", None)
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in out.items() if v is not None}

@@ -1,15 +1,17 @@
 """What `generate` drives: a `Decoder`, one call per step over a KV cache.
 
 A decoder-only LM (the zoo's causal-LM heads) already has the call; `as_decoder` wraps it in
-`CausalLM`. An encoder-decoder plugs in as its own small class with the encoder output bound:
-its `__call__` runs the decoder over that output (cross-attention keys and values go to the
-cache at the first step) and its `expand` repeats the encoder output's rows, as generate
-repeats the prompts per beam or per returned sequence. Beam search reorders the cache with
-`KVCache.reorder`, self- and cross-attention entries alike.
+`CausalLM`. An encoder-decoder (the zoo's seq2seq_lm heads: `encode` and `decode`, see
+`EncoderDecoder`) plugs in with its encoder output bound: the call runs the decoder over that
+output (cross-attention keys and values go to the cache at the first step) and `expand`
+repeats the encoder output's rows, as generate repeats the prompts per beam or per returned
+sequence. Beam search reorders the cache with `KVCache.reorder`, self- and cross-attention
+entries alike.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -24,8 +26,8 @@ class Decoder(Protocol):
 
     `__call__(input_ids (N, T), attention_mask (N, P+T) long, 1 = real token, over the P cached
     positions and the T new ones, or None when every position is real, position_ids (N, T),
-    cache: KVCache | None) -> logits (N, T, V)`.
-    With `cache` None the call sees the whole sequence (P = 0). `context_length`: the most
+    cache: KVCache | None) -> logits (N, T', V)` of the last T' >= 1 of the T new positions
+    (generate reads the last one only). With `cache` None the call sees the whole sequence (P = 0). `context_length`: the most
     positions the model takes (None: no limit). `expand(index)`: the decoder for the rows `index`
     (N,) of the batch it was built for (itself when it holds no per-row state).
     """
@@ -40,18 +42,53 @@ class Decoder(Protocol):
 
 class CausalLM:
     """A decoder-only LM as a `Decoder`: `model(input_ids, attention_mask, position_ids, cache=cache)`
-    returns logits (N, T, V); `model.context_length` (if any) bounds the positions."""
+    returns logits (N, T, V); `model.context_length` (if any) bounds the positions. A model whose
+    forward takes `logits_to_keep` (the zoo's GPT-2) scores the last position only."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.context_length: int | None = getattr(model, "context_length", None)
+        takes = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.options = {"logits_to_keep": 1} if takes else {}
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor,
                  cache: KVCache | None) -> Tensor:
-        return self.model(input_ids, attention_mask, position_ids, cache=cache)
+        return self.model(input_ids, attention_mask, position_ids, cache=cache, **self.options)
 
     def expand(self, index: Tensor) -> CausalLM:
         return self
+
+
+def is_encoder_decoder(model: object) -> bool:
+    """Whether `model` offers the zoo's encoder-decoder contract: `encode` and `decode` methods."""
+    return callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))
+
+
+class EncoderDecoder:
+    """An encoder-decoder's decoder over one batch's encoder output: a Decoder.
+
+    `model.encode(input_ids (B, S), attention_mask (B, S) | None) -> memory (B, S, D)` ran once
+    (`EncoderDecoder.encode`); each call is `model.decode(input_ids (N, T), memory (N, S, D),
+    memory_mask (N, S) | None, attention_mask, position_ids, cache) -> logits (N, T, V)`, whose
+    cross-attention layers compute their keys and values from the memory at the first cached call
+    and reuse them. `expand(index)` repeats memory rows (and mask rows); nothing is re-encoded."""
+
+    def __init__(self, model: nn.Module, memory: Tensor, memory_mask: Tensor | None) -> None:
+        self.model, self.memory, self.memory_mask = model, memory, memory_mask
+        self.context_length: int | None = getattr(model, "context_length", None)
+
+    @classmethod
+    def encode(cls, model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None) -> EncoderDecoder:
+        """Run the encoder over the sources `input_ids` (B, S) (`attention_mask` (B, S) long, 1 = real)."""
+        return cls(model, model.encode(input_ids, attention_mask), attention_mask)
+
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor,
+                 cache: KVCache | None) -> Tensor:
+        return self.model.decode(input_ids, self.memory, self.memory_mask, attention_mask, position_ids, cache)
+
+    def expand(self, index: Tensor) -> EncoderDecoder:
+        mask = None if self.memory_mask is None else self.memory_mask[index]
+        return EncoderDecoder(self.model, self.memory[index], mask)  # (N, S, D), (N, S)
 
 
 def as_decoder(model: nn.Module | Decoder) -> Decoder:

@@ -53,6 +53,15 @@ def suppress(scores: Tensor, ids: tuple[int, ...]) -> Tensor:
     return out
 
 
+def force(scores: Tensor, ids: tuple[int, ...]) -> Tensor:
+    """-inf everywhere but 0 on the tokens `ids`: one of them must come next (forced_bos_token_id
+    at the first step, forced_eos_token_id at the last; HF's ForcedBOSTokenLogitsProcessor and
+    ForcedEOSTokenLogitsProcessor)."""
+    out = torch.full_like(scores, float("-inf"))
+    out[:, list(ids)] = 0.0
+    return out
+
+
 def top_k(scores: Tensor, k: int, min_keep: int = 1) -> Tensor:
     """Keep the k best scores (ties with the k-th included; at least `min_keep`), -inf elsewhere
     (Fan et al. 2018; HF's TopKLogitsWarper)."""
@@ -76,14 +85,20 @@ def top_p(scores: Tensor, p: float, min_keep: int = 1) -> Tensor:
 def process_scores(scores: Tensor, history: Tensor, counted: Tensor, new_tokens: int, config: GenerationConfig,
                    min_keep: int = 1) -> Tensor:
     """The scores (N, V) after every rule `config` asks for, in HF's order: repetition penalty,
-    no-repeat n-grams, min_new_tokens (`new_tokens` generated so far); then, when sampling,
-    temperature, top-k, top-p (each keeping at least `min_keep` tokens)."""
+    no-repeat n-grams, min_new_tokens (`new_tokens` generated so far), forced bos (when `history`
+    is one token, HF's test: so only after a one-token decoder prompt), forced eos (at new token
+    max_new_tokens, HF's max_length - 1); then, when sampling, temperature, top-k, top-p (each
+    keeping at least `min_keep` tokens)."""
     if config.repetition_penalty != 1.0:
         scores = repetition_penalty(scores, history, counted, config.repetition_penalty)
     if config.no_repeat_ngram_size > 0:
         scores = no_repeat_ngram(scores, history, counted, config.no_repeat_ngram_size)
     if new_tokens < config.min_new_tokens and config.eos_ids:
         scores = suppress(scores, config.eos_ids)
+    if config.forced_bos_token_id is not None and history.shape[1] == 1:
+        scores = force(scores, (config.forced_bos_token_id,))
+    if config.forced_eos_ids and new_tokens == config.max_new_tokens - 1:
+        scores = force(scores, config.forced_eos_ids)
     if config.do_sample:
         if config.temperature != 1.0:
             scores = scores / config.temperature

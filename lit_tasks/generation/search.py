@@ -23,10 +23,14 @@ EXCLUDED = 1e9
 
 
 def _check_vocab(config: GenerationConfig, vocab: int) -> None:
-    bad = [i for i in config.eos_ids if i >= vocab]
-    if bad:
-        raise ConfigError(f"generation option eos_token_id={shown(config.eos_token_id)!r}: ids {bad} are outside the "
-                          f"model's vocabulary of {vocab} tokens")
+    """A ConfigError naming the first option whose ids fall outside the model's `vocab` tokens."""
+    for option in ("eos_token_id", "forced_bos_token_id", "forced_eos_token_id"):
+        value = getattr(config, option)
+        ids = () if value is None else (value,) if isinstance(value, int) else value
+        bad = [i for i in ids if i >= vocab]
+        if bad:
+            raise ConfigError(f"generation option {option}={shown(value)!r}: ids {bad} are outside the "
+                              f"model's vocabulary of {vocab} tokens")
 
 
 def sample(step: Stepper, tokens: Tensor, counted: Tensor, prompt_len: int, config: GenerationConfig,

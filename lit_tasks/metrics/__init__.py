@@ -1,1 +1,2 @@
-"""Metrics that torchmetrics does not give us (SQuAD EM/F1, entity-level F1, ...)."""
+"""Metrics that torchmetrics does not give us (SQuAD EM/F1, entity-level F1, ROUGE via rouge-score,
+corpus BLEU/chrF via sacreBLEU, ...)."""

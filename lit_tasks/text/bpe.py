@@ -3,7 +3,8 @@
 :func:`train_bpe` learns the merges from a corpus with the `tokenizers` library's BPE trainer,
 whose alphabet is the 256 byte tokens, and saves the folder that :func:`load_tokenizer` (and
 transformers' GPT2Tokenizer) reads back: tokenizer.json, vocab.json, merges.txt and
-tokenizer_config.json.
+tokenizer_config.json. With ``specials=BART_SPECIALS`` it is BART's pipeline instead
+(``<s> <pad> </s> <unk> <mask>``, texts as ``<s> A </s>``), which transformers' BartTokenizer reads.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import models, pre_tokenizers, trainers
 
 from lit_tasks.errors import DataError
-from lit_tasks.text.byte_level import BYTE_CHARS, ENDOFTEXT, byte_level_pipeline, model_merges
-from lit_tasks.text.tokenizer import Tokenizer
+from lit_tasks.text.byte_level import (
+    BART_SPECIALS, BYTE_CHARS, ENDOFTEXT, bart_pipeline, byte_level_pipeline, model_merges,
+)
+from lit_tasks.text.tokenizer import Tokenizer, corpus_paths
 
 CHUNK_CHARS = 1 << 16  # train_bpe reads files in pieces of about this many characters
 
@@ -45,34 +48,38 @@ def _file_chunks(paths: Sequence[Path]) -> Iterator[str]:
 
 def train_bpe(
     files: Sequence[str | Path], vocab_size: int, out_dir: str | Path, add_prefix_space: bool = False,
-    min_frequency: int = 2, model_max_length: int = 1024,
+    min_frequency: int = 2, model_max_length: int = 1024, specials: Sequence[str] = (ENDOFTEXT,),
 ) -> Tokenizer:
     """Train GPT-2's byte-level BPE on UTF-8 text ``files`` (read as they are: newlines,
     blank lines and indentation are text too) and save it to ``out_dir`` (tokenizer.json,
     vocab.json, merges.txt, tokenizer_config.json). See :func:`train_bpe_texts`."""
-    paths = [Path(f).expanduser() for f in files]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if not paths or missing:
-        raise DataError(f"train_bpe: corpus file(s) not found: {', '.join(missing) or '(none given)'}.")
-    return train_bpe_texts(_file_chunks(paths), vocab_size, out_dir, add_prefix_space, min_frequency, model_max_length)
+    paths = corpus_paths(files, "train_bpe")
+    return train_bpe_texts(_file_chunks(paths), vocab_size, out_dir, add_prefix_space, min_frequency, model_max_length,
+                           specials)
 
 
 def train_bpe_texts(
     texts: Iterable[str], vocab_size: int, out_dir: str | Path, add_prefix_space: bool = False,
-    min_frequency: int = 2, model_max_length: int = 1024,
+    min_frequency: int = 2, model_max_length: int = 1024, specials: Sequence[str] = (ENDOFTEXT,),
 ) -> Tokenizer:
     """:func:`train_bpe` on texts in memory (documents, or any pieces cut at word boundaries).
 
-    Ids: ``<|endoftext|>`` is 0, the 256 byte tokens 1-256 (so any text encodes), then the
-    merges in the order learnt, until ``vocab_size`` tokens; a pair seen fewer than
+    Ids: ``specials`` first (GPT-2's ``<|endoftext|>`` = 0; or BART's :data:`BART_SPECIALS`
+    ``<s> <pad> </s> <unk> <mask>`` = 0-4, which makes it BART's pipeline), the 256 byte tokens
+    next (so any text encodes), then the merges in the order learnt, until ``vocab_size`` tokens; a pair seen fewer than
     ``min_frequency`` times is never merged. Training is deterministic: the same texts give the
     same files (ties between equally frequent pairs are broken by their token ids).
     """
-    if vocab_size <= 1 + len(BYTE_CHARS):
-        raise DataError(f"train_bpe: vocab_size is {vocab_size}; it must exceed {1 + len(BYTE_CHARS)} "
-                        f"({ENDOFTEXT} and the {len(BYTE_CHARS)} byte tokens).")
+    specials = list(specials)
+    bart = "<s>" in specials and "</s>" in specials
+    if not bart and specials != [ENDOFTEXT]:
+        raise DataError(f"train_bpe: specials {specials} are neither GPT-2's [{ENDOFTEXT!r}] nor contain BART's "
+                        f"<s> and </s> (e.g. {list(BART_SPECIALS)}).")
+    if vocab_size <= len(specials) + len(BYTE_CHARS):
+        raise DataError(f"train_bpe: vocab_size is {vocab_size}; it must exceed {len(specials) + len(BYTE_CHARS)} "
+                        f"({' '.join(specials)} and the {len(BYTE_CHARS)} byte tokens).")
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[ENDOFTEXT],
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
         initial_alphabet=sorted(BYTE_CHARS), show_progress=False,
     )
     # Train the model alone, then build the full pipeline from what it learnt (as loading does).
@@ -83,7 +90,13 @@ def train_bpe_texts(
     if not merges:
         raise DataError(f"train_bpe: nothing was merged; the corpus holds no text, or no pair of bytes is seen "
                         f"{min_frequency} times (min_frequency).")
-    backend = byte_level_pipeline(base.get_vocab(with_added_tokens=True), merges, add_prefix_space)
-    tokenizer = Tokenizer(backend, {"model_max_length": model_max_length}, source=str(out_dir))
+    vocab = base.get_vocab(with_added_tokens=True)
+    if bart:
+        backend = bart_pipeline(vocab, merges, add_prefix_space, specials)
+        config = {"model_max_length": model_max_length, "tokenizer_class": "BartTokenizer"}
+    else:
+        backend = byte_level_pipeline(vocab, merges, add_prefix_space)
+        config = {"model_max_length": model_max_length}
+    tokenizer = Tokenizer(backend, config, source=str(out_dir))
     tokenizer.save(out_dir)
     return tokenizer

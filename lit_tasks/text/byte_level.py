@@ -12,6 +12,12 @@ lowest rank first. ``add_prefix_space`` puts a space before a text that has none
 word is tokenised like any other (GPT-2 does not). Nothing is added around a text: GPT-2 has no
 [CLS]/[SEP]; ``<|endoftext|>`` separates documents and is matched whole when written in a text.
 
+BART (Lewis et al. 2020, "BART", Sec. 2) and RoBERTa use the same pipeline and files with
+their own special tokens ``<s> <pad> </s> <unk> <mask>`` (:data:`BART_SPECIALS`), and put them
+around texts: ``<s> A </s>``, and ``<s> A </s></s> B </s>`` for a pair (`tokenizers`'
+RobertaProcessing); ``<mask>`` swallows the spaces before it (lstrip), so ``"a <mask>"``
+masks the word `` b`` of ``"a b"`` whole. :func:`bart_pipeline` builds that.
+
 A GPT-2 checkpoint folder may hold only ``vocab.json`` (``{token: id}``) and ``merges.txt`` (an
 optional ``#version`` line, then one merge ``left right`` per line, by rank), with
 ``add_prefix_space`` and the special tokens in ``tokenizer_config.json``.
@@ -32,12 +38,13 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tokenizers import decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as RustTokenizer
 
 from lit_tasks.errors import DataError
 
 ENDOFTEXT = "<|endoftext|>"  # GPT-2's only special token: bos, eos and (standing in) pad
+BART_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # BART/RoBERTa's, ids 0-3 in their vocabularies
 VOCAB_JSON, MERGES_TXT = "vocab.json", "merges.txt"
 BYTE_CHARS = frozenset(pre_tokenizers.ByteLevel.alphabet())  # the 256 stand-ins for bytes
 
@@ -62,6 +69,25 @@ def byte_level_pipeline(
     tk.post_processor = processors.ByteLevel(add_prefix_space=add_prefix_space, trim_offsets=not add_prefix_space)
     tk.decoder = decoders.ByteLevel()
     tk.add_special_tokens([t for t in special_tokens if t in vocab])
+    return tk
+
+
+def bart_pipeline(
+    vocab: Mapping[str, int], merges: Sequence[tuple[str, str]], add_prefix_space: bool = False,
+    special_tokens: Sequence[str] = BART_SPECIALS, cls: str = "<s>", sep: str = "</s>", mask: str = "<mask>",
+) -> RustTokenizer:
+    """BART's (and RoBERTa's) tokenizer: GPT-2's, with ``cls A sep`` / ``cls A sep sep B sep``
+    around texts and ``mask`` matched with the spaces before it."""
+    for role, token in (("cls", cls), ("sep", sep)):
+        if token not in vocab:
+            raise DataError(f"tokenizer: the vocabulary lacks BART's {role} token {token!r}; expected "
+                            f"{' '.join(BART_SPECIALS)} among its tokens.")
+    tk = byte_level_pipeline(vocab, merges, add_prefix_space, [t for t in special_tokens if t != mask])
+    # trim_offsets: a token's span leaves out its spaces, as transformers' BART.
+    tk.post_processor = processors.RobertaProcessing((sep, vocab[sep]), (cls, vocab[cls]), trim_offsets=True,
+                                                     add_prefix_space=add_prefix_space)
+    if mask in vocab:
+        tk.add_special_tokens([AddedToken(mask, lstrip=True, rstrip=False, normalized=False, special=True)])
     return tk
 
 
@@ -160,9 +186,12 @@ def read_merges(file: Path, vocab: Mapping[str, int]) -> list[tuple[str, str]]:
 
 def byte_level_from_files(
     vocab_file: Path, merges_file: Path, add_prefix_space: bool = False, named: Mapping[str, str] | None = None,
+    bart: bool | None = None,
 ) -> RustTokenizer:
-    """GPT-2's pipeline from ``vocab.json`` and ``merges.txt``. ``named``: the special tokens
-    that tokenizer_config.json names (its key -> token); each must be in the vocabulary."""
+    """GPT-2's pipeline from ``vocab.json`` and ``merges.txt``, or BART's when ``bart`` (None:
+    when the vocabulary holds ``<s>`` and ``</s>`` but not ``<|endoftext|>``). ``named``: the
+    special tokens that tokenizer_config.json names (its key -> token); each must be in the
+    vocabulary."""
     if not vocab_file.is_file():
         raise DataError(f"tokenizer: {merges_file} has no {VOCAB_JSON} beside it; a byte-level BPE tokenizer "
                         "needs both.")
@@ -180,6 +209,13 @@ def byte_level_from_files(
         if token not in vocab:
             raise DataError(f"tokenizer: {merges_file.parent / 'tokenizer_config.json'} names {key} {token!r}, "
                             f"which {vocab_file} lacks.")
+    if bart is None:
+        bart = "<s>" in vocab and "</s>" in vocab and ENDOFTEXT not in vocab
+    if bart:
+        roles = {key: named.get(f"{key}_token", default) for key, default in (("cls", "<s>"), ("sep", "</s>"),
+                                                                            ("mask", "<mask>"))}
+        specials = dict.fromkeys([*(t for t in BART_SPECIALS if t in vocab), *named.values()])
+        return bart_pipeline(vocab, merges, add_prefix_space, list(specials), **roles)
     specials = dict.fromkeys([*([ENDOFTEXT] if ENDOFTEXT in vocab else []), *named.values()])
     return byte_level_pipeline(vocab, merges, add_prefix_space, list(specials))
 

@@ -20,16 +20,21 @@ Nothing here downloads; ``transformers`` is not used.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Encoding, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as RustTokenizer
 
-from lit_tasks.errors import DataError
+from lit_tasks.errors import ConfigError, DataError
 from lit_tasks.safe_load import checkpoint_entry
-from lit_tasks.text.byte_level import MERGES_TXT, VOCAB_JSON, bpe_model_files, byte_level_from_files, is_byte_level
+from lit_tasks.text.byte_level import (
+    MERGES_TXT, VOCAB_JSON, bpe_model_files, byte_level_from_files, is_byte_level,
+)
+from lit_tasks.text.seq2seq_tokens import (
+    LANGUAGE_STYLES, check_language, language_codes, language_processor, language_style, sentinel_ids, tokenizer_class,
+)
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", VOCAB_JSON)  # the one read is the first present
 # Special-token roles -> the tokenizer_config.json key and the usual spellings, tried in order
@@ -44,6 +49,10 @@ SPECIAL_TOKENS = {
     "eos": ("eos_token", ("</s>", "<|endoftext|>")),
 }
 BERT_SPECIAL = {role: SPECIAL_TOKENS[role][1][0] for role in ("cls", "sep", "pad", "mask", "unk")}  # [CLS] ...
+SPM_MODEL_FILES = ("spiece.model", "sentencepiece.bpe.model")  # SentencePiece's own files (T5; mBART, XLM-R)
+# vocab.json + merges.txt: the tokenizer_class / model_type values that mean BART's pipeline, and GPT-2's.
+BART_KINDS = {"BartTokenizer", "RobertaTokenizer", "bart", "roberta"}
+GPT2_KINDS = {"GPT2Tokenizer", "gpt2"}
 
 
 def _token_text(value: Any) -> str | None:
@@ -51,6 +60,27 @@ def _token_text(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) else None
+
+
+def folder_kind(folder: Path, config: dict[str, Any]) -> str:
+    """What a folder says its tokenizer is: tokenizer_config.json's ``tokenizer_class`` (less
+    ``Fast``), else config.json's ``model_type``, else ''."""
+    if (kind := tokenizer_class(config)):
+        return kind
+    model_config = folder / "config.json"
+    model_type = _read_json(model_config).get("model_type") if model_config.is_file() else None
+    return model_type if isinstance(model_type, str) else ""
+
+
+def spm_model_error(file: Path) -> DataError:
+    """The error for SentencePiece's own ``.model`` file without tokenizer.json beside it."""
+    folder = file.parent
+    return DataError(
+        f"tokenizer: {file} is a SentencePiece model file, which lit_tasks does not read: it needs the folder's "
+        "tokenizer.json. Write one with transformers (plus the sentencepiece and protobuf packages) installed: "
+        f"python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('{folder}')"
+        f".save_pretrained('{folder}')\"; or train one with `python -m lit_tasks tokenizer --type unigram`."
+    )
 
 
 def _read_json(file: Path) -> dict[str, Any]:
@@ -70,8 +100,14 @@ class Tokenizer:
     (None where the vocabulary lacks one). A tokenizer without a pad token but with an eos one
     (GPT-2's) pads with eos: ``pad == eos`` and ``pad_is_eos`` (also when the config names
     the same token for both); attention masks, not the id, tell padding apart. ``vocab_size``;
-    ``do_lower_case``; ``model_max_length``; ``byte_level``: GPT-2's pipeline, whose
-    :meth:`encode` adds no special tokens (lit_tasks.text.byte_level).
+    ``do_lower_case``; ``model_max_length``; ``byte_level``: GPT-2's pipeline (whose
+    :meth:`encode` adds no special tokens) or BART's (``<s> A </s></s> B </s>``),
+    lit_tasks.text.byte_level.
+
+    Sequence-to-sequence extras (lit_tasks.text.seq2seq_tokens): ``sentinels``, the ids of
+    T5's ``<extra_id_0>``, ``<extra_id_1>``, ... in that order ([] when none); ``languages``,
+    mBART's language codes ({code: id}, {} when none), with ``src_lang`` / ``tgt_lang`` (set by
+    :meth:`set_languages`; ``encode_raw(..., target=True)`` marks a text as the target's).
     """
 
     def __init__(self, tokenizer: RustTokenizer, config: dict[str, Any] | None = None, source: str = "<memory>"):
@@ -94,7 +130,16 @@ class Tokenizer:
             self.special_tokens["pad"] = self.special_tokens["eos"]
         self.pad_is_eos = self.pad is not None and self.pad == self.eos
         self.byte_level = is_byte_level(tokenizer)
-        self.do_lower_case: bool = bool(self.config.get("do_lower_case", not self.byte_level))
+        self.do_lower_case: bool = bool(self.config.get("do_lower_case", isinstance(tokenizer.model, models.WordPiece)))
+        self.sentinels: list[int] = sentinel_ids(tokenizer, self.config, source)
+        self.languages: dict[str, int] = language_codes(tokenizer)
+        self.language_style = language_style(tokenizer, self.config, self.languages)
+        self.src_lang: str | None = None
+        self.tgt_lang: str | None = None
+        self._target_processor = None  # the template of targets, when they differ from sources
+        if self.language_style:
+            default = "en_XX" if "en_XX" in self.languages else next(iter(self.languages))  # transformers': en_XX
+            self.set_languages(self.config.get("src_lang") or default, self.config.get("tgt_lang"))
         limit = self.config.get("model_max_length")
         # HF writes a huge sentinel (1e30) when the model has no limit.
         self.model_max_length: int | None = int(limit) if isinstance(limit, (int, float)) and 0 < limit < 1e9 else None
@@ -130,6 +175,27 @@ class Tokenizer:
     @property
     def eos(self) -> int | None:
         return self._id("eos")
+
+    def language_id(self, code: str) -> int:
+        """The id of language ``code`` (e.g. ``en_XX``); a ConfigError naming the known codes."""
+        return check_language(code, self.languages, self.source)
+
+    def set_languages(self, src_lang: str, tgt_lang: str | None = None) -> None:
+        """Mark sources as being in ``src_lang`` and targets in ``tgt_lang`` (default: the
+        source's), as mBART's release places codes (lit_tasks.text.seq2seq_tokens)."""
+        if not self.language_style:
+            raise ConfigError(f"tokenizer {self.source} has no language codes (tokens like en_XX); src_lang/tgt_lang "
+                              "apply to mBART tokenizers only.")
+        tgt_lang = tgt_lang or src_lang
+        check_language(src_lang, self.languages, self.source, "src_lang")
+        check_language(tgt_lang, self.languages, self.source, "tgt_lang")
+        eos = self.special_tokens.get("eos")
+        if eos is None:
+            raise DataError(f"tokenizer {self.source} has language codes but no eos token (</s>) to end a text.")
+        eos_pair = (eos, self.backend.token_to_id(eos))
+        self.backend.post_processor = language_processor(self.language_style, src_lang, self.languages, eos_pair)
+        self._target_processor = language_processor(self.language_style, tgt_lang, self.languages, eos_pair)
+        self.src_lang, self.tgt_lang = src_lang, tgt_lang
 
     @property
     def vocab_size(self) -> int:
@@ -188,15 +254,24 @@ class Tokenizer:
         max_length: int | None = None,
         truncation: bool = True,
         add_special_tokens: bool = True,
+        target: bool = False,
     ) -> list[Encoding]:
         """The `tokenizers.Encoding` objects (for bulk use without per-item dicts);
-        ``add_special_tokens=False`` gives the bare word pieces (no [CLS]/[SEP])."""
+        ``add_special_tokens=False`` gives the bare word pieces (no [CLS]/[SEP]); ``target``:
+        the texts are a seq2seq model's targets (for mBART: marked with ``tgt_lang``)."""
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"encode_batch: {len(texts)} texts but {len(pairs)} pairs")
         limit = (max_length or self.model_max_length) if truncation else None
         self._set_truncation(limit)
         inputs = list(texts) if pairs is None else list(zip(texts, pairs))
-        return self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        if not (target and self._target_processor):
+            return self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        source = self.backend.post_processor
+        self.backend.post_processor = self._target_processor
+        try:
+            return self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        finally:
+            self.backend.post_processor = source
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -236,12 +311,26 @@ class Tokenizer:
         }
         if self.byte_level:
             config["add_prefix_space"] = bool(self.backend.pre_tokenizer.add_prefix_space)
-        kind = "BertTokenizer" if wordpiece else "GPT2Tokenizer" if self.byte_level else "PreTrainedTokenizerFast"
-        config.setdefault("tokenizer_class", kind)
+        if self.language_style:
+            config.update(src_lang=self.src_lang, tgt_lang=self.tgt_lang)
+        config.setdefault("tokenizer_class", self._class_name(wordpiece))
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         files["tokenizer_config.json"] = json.dumps(config, indent=2, sort_keys=True) + "\n"
         return files
+
+    def _class_name(self, wordpiece: bool) -> str:
+        """The transformers class that reads what :meth:`files` writes (tokenizer_class)."""
+        if wordpiece:
+            return "BertTokenizer"
+        if self.byte_level:
+            roberta = isinstance(self.backend.post_processor, processors.RobertaProcessing)
+            return "BartTokenizer" if roberta else "GPT2Tokenizer"
+        if self.language_style:
+            return next(name for name, style in LANGUAGE_STYLES.items() if style == self.language_style)
+        if isinstance(self.backend.model, models.Unigram) and self.sentinels:
+            return "T5Tokenizer"
+        return "PreTrainedTokenizerFast"
 
 
 # ---------------------------------------------------------------------------------- building
@@ -300,11 +389,20 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     ``vocab.json`` file, or a lit_tasks ``.ckpt``, which stores the files of the tokenizer it
     was trained with).
 
-    ``tokenizer.json`` wins; otherwise ``vocab.txt`` becomes BERT's WordPiece pipeline, with
+    ``tokenizer.json`` wins: it holds the whole pipeline (T5's and mBART's SentencePiece
+    Unigram/BPE included), and tokenizer_config.json names the special tokens; for mBART its
+    ``tokenizer_class`` (MBartTokenizer or MBart50Tokenizer, else where tokenizer.json's template
+    puts the language code) says where language codes go, and ``src_lang`` / ``tgt_lang`` which
+    ones (default en_XX), as transformers does. Otherwise ``vocab.txt`` becomes BERT's WordPiece pipeline, with
     ``do_lower_case`` / ``strip_accents`` / ``tokenize_chinese_chars`` and the special tokens
     taken from ``tokenizer_config.json`` when the folder has one; or ``vocab.json`` +
     ``merges.txt`` GPT-2's byte-level BPE, with ``add_prefix_space`` (default false) and the
-    special tokens from ``tokenizer_config.json``, ``<|endoftext|>`` always among them.
+    special tokens from ``tokenizer_config.json``, ``<|endoftext|>`` always among them; BART's
+    pipeline (``<s> A </s>``, lit_tasks.text.byte_level) instead when the folder says so
+    (:func:`folder_kind`: a Bart/Roberta ``tokenizer_class``, else a bart/roberta ``model_type``
+    in config.json) or, saying nothing, its vocabulary has ``<s>`` and ``</s>`` but no
+    ``<|endoftext|>``. SentencePiece's ``spiece.model`` alone is refused with the way to write
+    its tokenizer.json.
     """
     given = Path(path).expanduser()
     if not given.exists():
@@ -319,11 +417,16 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     config = _read_json(config_file) if config_file.is_file() else {}
     if given.is_file():
         file = given
+        if file.name in SPM_MODEL_FILES or file.suffix == ".model":
+            raise spm_model_error(file)
         if file.name not in (*TOKENIZER_FILES, MERGES_TXT) and file.suffix not in (".json", ".txt"):
             raise DataError(f"tokenizer: {file} is neither a tokenizer.json nor a vocab.txt file, nor GPT-2's "
                             f"{VOCAB_JSON} / {MERGES_TXT}.")
     else:
         found = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+        spm = [folder / name for name in SPM_MODEL_FILES if (folder / name).is_file()]
+        if spm and not (folder / "tokenizer.json").is_file():
+            raise spm_model_error(spm[0])
         if not found:
             present = sorted(p.name for p in folder.iterdir())[:8]
             raise DataError(
@@ -335,8 +438,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         file = found[0]
     if file.name in (VOCAB_JSON, MERGES_TXT):
         named = {key: token for key, _ in SPECIAL_TOKENS.values() if (token := _token_text(config.get(key)))}
+        kind = folder_kind(folder, config)
+        bart = True if kind in BART_KINDS else False if kind in GPT2_KINDS else None  # None: by the vocabulary
         backend = byte_level_from_files(folder / VOCAB_JSON, folder / MERGES_TXT,
-                                        bool(config.get("add_prefix_space", False)), named)
+                                        bool(config.get("add_prefix_space", False)), named, bart)
         file = folder / VOCAB_JSON
     elif file.suffix == ".json":
         try:
@@ -370,6 +475,26 @@ def checkpoint_tokenizer(file: Path) -> Tokenizer:
     return Tokenizer(backend, config, source=f"{file} (its tokenizer)")
 
 
+def corpus_paths(files: Sequence[str | Path], who: str) -> list[Path]:
+    """The corpus files a tokenizer trainer reads, each checked to exist (`who` names the trainer)."""
+    paths = [Path(f).expanduser() for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise DataError(f"{who}: corpus file(s) not found: {', '.join(missing) or '(none given)'}.")
+    return paths
+
+
+def file_lines(paths: Sequence[Path]) -> Iterator[str]:
+    """The lines of UTF-8 text files, one after another; other bytes are a DataError naming file and line."""
+    for path in paths:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                try:
+                    yield line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path} line {number}: not UTF-8 text ({e.reason}).") from None
+
+
 def train_wordpiece(
     files: Sequence[str | Path], vocab_size: int, out_dir: str | Path, lowercase: bool = True,
     min_frequency: int = 2, model_max_length: int = 512,
@@ -379,21 +504,8 @@ def train_wordpiece(
 
     The special tokens take ids 0-4: ``[PAD] [UNK] [CLS] [SEP] [MASK]``.
     """
-    paths = [Path(f).expanduser() for f in files]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if not paths or missing:
-        raise DataError(f"train_wordpiece: corpus file(s) not found: {', '.join(missing) or '(none given)'}.")
-
-    def lines() -> Iterable[str]:
-        for path in paths:
-            with open(path, "rb") as f:
-                for number, line in enumerate(f, start=1):
-                    try:
-                        yield line.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        raise DataError(f"{path} line {number}: not UTF-8 text ({e.reason}).") from None
-
-    return train_wordpiece_texts(lines(), vocab_size, out_dir, lowercase, min_frequency, model_max_length)
+    paths = corpus_paths(files, "train_wordpiece")
+    return train_wordpiece_texts(file_lines(paths), vocab_size, out_dir, lowercase, min_frequency, model_max_length)
 
 
 def train_wordpiece_texts(

@@ -171,3 +171,15 @@ class Backbone(nn.Module):
         """Depth of a parameter (name relative to this module) for layer-wise lr decay:
         0 for the embeddings, i for block i (1-based), num_layers + 1 for final norms."""
         raise NotImplementedError
+
+
+def shift_right(labels: torch.Tensor, decoder_start_token_id: int | None, pad_token_id: int | None) -> torch.Tensor:
+    """An encoder-decoder's decoder inputs under teacher forcing, from targets (B, T):
+    decoder_start_token_id, then the targets but their last token, the ignored label -100 read
+    as pad_token_id (Vaswani et al. 2017, Sec. 3: the outputs offset by one position). HF's BART
+    and T5 do this inside the model when given labels; ours leave it to the task."""
+    if decoder_start_token_id is None or pad_token_id is None:
+        raise ConfigError(f"shift_right: needs decoder_start_token_id and pad_token_id, got "
+                          f"{decoder_start_token_id!r} and {pad_token_id!r} (set them in the model's config)")
+    shifted = torch.cat([labels.new_full((labels.shape[0], 1), decoder_start_token_id), labels[:, :-1]], dim=1)
+    return shifted.masked_fill(shifted == -100, pad_token_id)  # (B, T)

@@ -308,12 +308,14 @@ class GPT2WithHead(nn.Module):
 class GPT2LMHeadModel(GPT2WithHead):
     """Next-token scores (Sec. 2): the final hidden states times the token embedding matrix
     (tied, no weight of its own) -> (B, T, vocab_size) logits. Its forward is the decoder
-    interface of `lit_tasks.generation`: call it with a KVCache and the new tokens only."""
+    interface of `lit_tasks.generation`: call it with a KVCache and the new tokens only.
+    `logits_to_keep` k > 0 scores the last k positions only (B, k, V): generation needs the last
+    one, and scoring a whole prompt over a 50k vocabulary costs more than the blocks do."""
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
-                token_type_ids: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+                token_type_ids: Tensor | None = None, cache: KVCache | None = None, logits_to_keep: int = 0) -> Tensor:
         hidden = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, cache).last_hidden_state
-        return F.linear(hidden, self.transformer.wte.weight)  # (B, T, V)
+        return F.linear(hidden[:, -logits_to_keep:], self.transformer.wte.weight)  # (B, T or k, V)
 
 
 def last_token(input_ids: Tensor, attention_mask: Tensor | None, pad_token_id: int | None) -> Tensor:

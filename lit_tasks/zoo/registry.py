@@ -34,11 +34,12 @@ from typing import Any
 from torch import nn
 
 from lit_tasks.errors import ConfigError
-from lit_tasks.zoo import bert, convnext, gpt2, vit, wav2vec2
+from lit_tasks.zoo import bart, bert, convnext, gpt2, mbart, t5, vit, wav2vec2
 from lit_tasks.zoo.base import Head
 from lit_tasks.zoo.hub import read_config
 
-REGISTRY: dict[str, ModuleType] = {"vit": vit, "convnext": convnext, "bert": bert, "wav2vec2": wav2vec2, "gpt2": gpt2}
+REGISTRY: dict[str, ModuleType] = {"vit": vit, "convnext": convnext, "bert": bert, "wav2vec2": wav2vec2, "gpt2": gpt2,
+                                   "bart": bart, "mbart": mbart, "t5": t5}
 
 # Every preset of every family: name -> (family, config).
 PRESETS: dict[str, tuple[str, Any]] = {

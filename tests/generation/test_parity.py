@@ -40,6 +40,10 @@ CASES = {
     "beam2-lp2-never-frequent-eos": dict(num_beams=2, length_penalty=2.0, early_stopping="never",
                                          eos_token_id=BOTH_EOS),
     "beam3-lp2-three-eos": dict(num_beams=3, length_penalty=2.0, eos_token_id=BOTH_EOS + [29]),
+    # forced eos at the last step (HF: max_length - 1), for decoder-only models too
+    "greedy-forced-eos": dict(forced_eos_token_id=EOS),
+    "beam3-forced-two-eos": dict(num_beams=3, eos_token_id=TWO_EOS, forced_eos_token_id=TWO_EOS,
+                                 num_return_sequences=2),
 }
 SAMPLING = {  # HF draws with torch.multinomial from the global generator; so do we without a seed
     "plain": {},

@@ -129,3 +129,19 @@ def test_all_rules_together_in_transformers_order():
     mine = ours.process_scores(scores, history, torch.ones(N, L, dtype=torch.bool), 1, config)
     _same(mine, theirs)
     assert mine[:, 3].isinf().all()
+
+
+@pytest.mark.parametrize("length", [1, 2, 5])
+def test_forced_bos_and_eos(length):
+    """HF forces bos when the sequence so far is one token long and eos at max_length - 1, i.e. at new
+    token max_new_tokens: here a one-token decoder prompt and max_new_tokens = 5."""
+    scores, history = _scores(), _history()[:, :length]
+    theirs = transformers.LogitsProcessorList([
+        transformers.MinNewTokensLengthLogitsProcessor(1, 2, 3), transformers.ForcedBOSTokenLogitsProcessor(7),
+        transformers.ForcedEOSTokenLogitsProcessor(1 + 5, [3, 11]),
+    ])(history, scores.clone())
+    config = GenerationConfig(max_new_tokens=5, min_new_tokens=2, eos_token_id=3, forced_bos_token_id=7,
+                              forced_eos_token_id=[3, 11])
+    mine = ours.process_scores(scores, history, torch.ones_like(history, dtype=torch.bool), length - 1, config)
+    _same(mine, theirs)
+    assert mine.isfinite().sum(-1).tolist() == [{1: 1, 2: V - 1, 5: 2}[length]] * N

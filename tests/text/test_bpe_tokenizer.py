@@ -274,7 +274,7 @@ def test_command_trains_a_bpe_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--type", "bpe", "--cased"], "--cased applies to --type wordpiece only"),
-    (["--add_prefix_space"], "--add_prefix_space applies to --type bpe only"),
+    (["--add_prefix_space"], "--add_prefix_space applies to --type bpe and bart-bpe only"),
     (["--type", "sentencepiece"], "invalid choice: 'sentencepiece'"),
 ])
 def test_command_refuses_options_of_the_other_type(tmp_path, capsys, args, message):

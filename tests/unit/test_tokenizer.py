@@ -174,3 +174,16 @@ def test_roles_of_gpt2_and_bart_style_vocabularies(tmp_path):
 def test_bert_roles_are_unchanged(vocab_dir):
     tok = load_tokenizer(vocab_dir)
     assert tok.pad is not None and not tok.pad_is_eos and tok.bos is None and tok.eos is None
+
+
+@pytest.mark.parametrize("trainer", ["train_wordpiece", "train_bpe", "train_unigram"])
+def test_trainers_name_a_missing_corpus_file_and_a_line_that_is_not_utf8(trainer, tmp_path):
+    import lit_tasks.text as text
+
+    train = getattr(text, trainer)
+    with pytest.raises(DataError, match=rf"{trainer}: corpus file\(s\) not found: .*absent.txt"):
+        train([tmp_path / "absent.txt"], 300, tmp_path / "out")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\nnot \xff utf-8\n")
+    with pytest.raises(DataError, match=r"bad.txt line 2: not UTF-8 text"):
+        train([bad], 300, tmp_path / "out")

@@ -22,6 +22,12 @@ WAV2VEC2 = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, inte
 GPT2 = dict(vocab_size=99, n_positions=40, n_embd=32, n_layer=2, n_head=4, bos_token_id=98, eos_token_id=98,
             pad_token_id=0)
 
+BART = dict(vocab_size=99, max_position_embeddings=40, d_model=32, encoder_layers=2, decoder_layers=1,
+            encoder_attention_heads=4, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=48,
+            scale_embedding=True)
+T5 = dict(vocab_size=99, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=1, num_heads=4,
+          relative_attention_num_buckets=8, relative_attention_max_distance=12, decoder_start_token_id=0)
+
 pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 ids = torch.randint(5, 99, (2, 9), generator=torch.Generator().manual_seed(1))
 mask = torch.ones(2, 9, dtype=torch.long)
@@ -59,6 +65,13 @@ def gpt2_out(hf, ours):
     return theirs.logits, got
 
 
+def bart_out(hf, ours):  # BART, mBART and T5: the teacher-forced decoder over padded sources
+    decoder_ids = ids[:, :5]
+    theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+    got = ours(ids, mask, decoder_ids)
+    return theirs.logits if hasattr(theirs, "logits") else theirs.last_hidden_state, got
+
+
 def wav2vec2_out(hf, ours):
     if isinstance(hf, transformers.Wav2Vec2ForPreTraining):
         return hf(audio, attention_mask=audio_mask).projected_states, ours(audio, audio_mask).projected_states
@@ -86,6 +99,12 @@ CASES = {  # HF class: (config class, config, outputs to compare)
     "GPT2Model": ("GPT2Config", GPT2, gpt2_out),
     "GPT2LMHeadModel": ("GPT2Config", GPT2, gpt2_out),
     "GPT2ForSequenceClassification": ("GPT2Config", {**GPT2, "num_labels": 3}, gpt2_out),
+    "BartModel": ("BartConfig", BART, bart_out),
+    "BartForConditionalGeneration": ("BartConfig", BART, bart_out),
+    "MBartModel": ("MBartConfig", BART, bart_out),
+    "MBartForConditionalGeneration": ("MBartConfig", BART, bart_out),
+    "T5Model": ("T5Config", T5, bart_out),
+    "T5ForConditionalGeneration": ("T5Config", {**T5, "feed_forward_proj": "gated-gelu"}, bart_out),
 }
 
 

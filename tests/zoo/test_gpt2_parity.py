@@ -227,6 +227,14 @@ def test_lm_head_is_tied(tmp_path):
     assert ours.transformer.wte.weight.grad[unseen].abs().sum() > 0
 
 
+def test_logits_to_keep_scores_the_last_positions_only(tmp_path):
+    ours = _load(_hf("GPT2LMHeadModel", TINY), tmp_path, "causal_lm").eval()
+    ids, mask = _batch()
+    full = ours(ids, mask)
+    torch.testing.assert_close(ours(ids, mask, logits_to_keep=1), full[:, -1:], rtol=0, atol=1e-6)  # another matmul shape
+    torch.testing.assert_close(ours(ids, mask, logits_to_keep=3), full[:, -3:], rtol=0, atol=1e-6)
+
+
 def test_other_heads_are_dropped(tmp_path):
     hf = _hf("GPT2ForSequenceClassification", {**TINY, "num_labels": 5})
     hf.save_pretrained(tmp_path)
