@@ -16,6 +16,13 @@ when any condition fails (a run that fails or lacks the metric fails its conditi
     python scripts/check_recipes.py --dry-run                         # parse the headers only
     python scripts/check_recipes.py --only bert_small_wiki -- --trainer.accelerator gpu   # overrides for every run
 
+A recipe that fine-tunes another's checkpoint says so in a header line naming that recipe:
+
+    #   init_from: seq2seq_pretraining/mbart_small_debian_denoising.yaml
+
+It then runs with ``--model.init_from ROOT/<that recipe>/checkpoints/best.ckpt``, after that
+recipe (run first when it is not among those checked, or did not run yet under ROOT).
+
 The machine's load inflates wall times; CPU time (user + system of the run's processes) is
 the steadier figure on a shared machine. Set OMP_NUM_THREADS to choose torch's threads.
 """
@@ -38,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 CHECK_LINE = re.compile(r"^#\s*check:\s*(.+?)\s*$")
+INIT_FROM_LINE = re.compile(r"^#\s*init_from:\s*(\S+)\s*$")
 CONDITION = re.compile(r"^(?P<metric>[\w/.-]+)\s*(?P<op>>=|<=|>|<)\s*(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
 
 
@@ -73,6 +81,21 @@ def parse_checks(config: Path) -> list[Condition]:
     if not conditions:
         raise ValueError(f"{config}: no '# check: METRIC >= NUMBER' line in the header")
     return conditions
+
+
+def parse_init_from(config: Path) -> Path | None:
+    """The recipe whose best.ckpt this one starts from (a ``# init_from: task/name.yaml`` header
+    line), or None; ValueError when it names no recipe in configs/."""
+    for line in config.read_text().splitlines():
+        if not line.startswith("#"):
+            return None
+        match = INIT_FROM_LINE.match(line)
+        if match:
+            parent = CONFIGS / match.group(1)
+            if not parent.is_file():
+                raise ValueError(f"{config}: init_from names {match.group(1)}, which is not a recipe in {CONFIGS}")
+            return parent
+    return None
 
 
 def recipe_name(config: Path) -> str:
@@ -156,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         checks = {config: parse_checks(config) for config in find_recipes(args.only)}
+        for config in checks:
+            parse_init_from(config)
     except ValueError as e:
         print(f"check_recipes: {e}", file=sys.stderr)
         return 2
@@ -171,8 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for config, conditions in checks.items():
         name = recipe_name(config)
-        print(f"{name}: python -m lit_tasks fit --config {config.relative_to(REPO_ROOT)} ...", flush=True)
-        outcome = run_recipe(config, root / name, overrides)
+        extra = []
+        parent = parse_init_from(config)
+        if parent is not None:
+            best = root / recipe_name(parent) / "checkpoints" / "best.ckpt"
+            if not best.is_file():
+                print(f"{name} starts from {recipe_name(parent)}: running that first", flush=True)
+                run_recipe(parent, root / recipe_name(parent), overrides)
+            extra = ["--model.init_from", str(best)]
+        print(f"{name}: python -m lit_tasks fit --config {config.relative_to(REPO_ROOT)} {' '.join(extra)}...",
+              flush=True)
+        outcome = run_recipe(config, root / name, [*extra, *overrides])
         new = rows_of(name, conditions, outcome)
         for row in new:
             print(f"  {row['metric']} {row['claimed']}: measured {row['measured']} -> {row['result']} "

@@ -3,12 +3,16 @@ and train the same architecture from scratch, on the same fine-tuning budget, an
 
     python scripts/pretrain_vs_scratch.py speech   # wav2vec2_small_digits -> CTC digit strings
     python scripts/pretrain_vs_scratch.py text     # bert_small_wiki (masked LM) -> wiki NER
+    python scripts/pretrain_vs_scratch.py seq2seq  # mbart_small_debian_denoising -> Debian summaries
 
 speech: the pretraining recipe in full, then the CTC recipe shortened to --epochs (default 40 of its
 130) twice: from the pretraining checkpoint (`--model.init_from`, the architecture is the
 checkpoint's, which is the CTC recipe's) and from scratch. text: the masked-LM recipe in full, then
 the NER recipe with the small BERT for --epochs (default 10), from the checkpoint (its tokenizer
-comes along) and from scratch with the same tokenizer and architecture. Runs go under --root; a
+comes along) and from scratch with the same tokenizer and architecture. seq2seq: the denoising
+recipe in full, then summarization for --epochs (default: all 8 of the recipes): the
+mbart_small_debian_pretrained recipe from the checkpoint, and mbart_small_debian from scratch
+with the pretraining's tokenizer. Runs go under --root; a
 pretraining run already there is reused. Figures of these runs are quoted in the recipe headers.
 """
 
@@ -69,15 +73,34 @@ def text(root: Path, epochs: int) -> list[tuple[str, dict]]:
     ]
 
 
+def seq2seq(root: Path, epochs: int) -> list[tuple[str, dict]]:
+    pretrained = fit("seq2seq_pretraining/mbart_small_debian_denoising.yaml", root / "pretrain_mbart")
+    ckpt = pretrained["checkpoints"]["best"]
+    short = ["--trainer.max_epochs", str(epochs)]
+    return [
+        ("summaries from scratch", fit("summarization/mbart_small_debian.yaml", root / f"sum_scratch_{epochs}", *short,
+                                       "--data.train_tokenizer_vocab_size", "null", "--data.tokenizer", ckpt)["metrics"]),
+        ("summaries from the pretraining", fit("summarization/mbart_small_debian_pretrained.yaml",
+                                               root / f"sum_pretrained_{epochs}", *short,
+                                               "--model.init_from", ckpt)["metrics"]),
+    ]
+
+
+EXPERIMENTS = {  # which -> (run, default fine-tuning epochs, metrics printed)
+    "speech": (speech, 40, ("test/wer", "test/cer", "val/wer")),
+    "text": (text, 10, ("test/entity_f1", "val/entity_f1", "test/acc")),
+    "seq2seq": (seq2seq, 8, ("test/rougeL", "val/rougeL", "test/rouge1")),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["speech", "text"])
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (speech 40, text 10)")
+    parser.add_argument("which", choices=list(EXPERIMENTS))
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (speech 40, text 10, seq2seq 8)")
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "pretrain_vs_scratch")
     args = parser.parse_args()
-    epochs = args.epochs or (40 if args.which == "speech" else 10)
-    rows = (speech if args.which == "speech" else text)(args.root.resolve(), epochs)
-    keys = ("test/wer", "test/cer", "val/wer") if args.which == "speech" else ("test/entity_f1", "val/entity_f1", "test/acc")
+    experiment, default_epochs, keys = EXPERIMENTS[args.which]
+    rows = experiment(args.root.resolve(), args.epochs or default_epochs)
     print(f"\n{'run':28}" + "".join(f"{k:>16}" for k in keys))
     for name, metrics in rows:
         print(f"{name:28}" + "".join(f"{metrics.get(k, float('nan')):>16.3f}" for k in keys))

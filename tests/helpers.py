@@ -18,6 +18,22 @@ REPO = Path(__file__).resolve().parents[1]
 MINILM = REPO / "models" / "all-MiniLM-L6-v2"
 
 
+def padded_tokens(lengths, vocab_size: int, pad: int, low: int = 1, left: bool = False, seed: int = 0):
+    """Random token ids in [low, vocab_size) (never ``pad`` when low > pad) of the given lengths,
+    padded with ``pad`` to the longest on the right or the left: (input_ids, attention_mask), (B, T)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.full((len(lengths), T), pad, dtype=torch.long)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        span = slice(T - n, T) if left else slice(0, n)
+        ids[b, span] = torch.randint(low, vocab_size, (n,), generator=g)
+        mask[b, span] = 1
+    return ids, mask
+
+
 def require_minilm() -> Path:
     """The MiniLM folder, or skip the test saying how to get it."""
     import pytest

@@ -21,6 +21,11 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 class SplitDataModule(L.LightningDataModule):
     """A DataModule whose train / val / test / predict loaders all come from `_loader(split)`."""
 
+    def __str__(self) -> str:
+        # Lightning's own builds every loader, i.e. reads and encodes every split (test and predict
+        # during fit), and jsonargparse formats the DataModule when a link's source attribute is absent.
+        return type(self).__name__
+
     def _loader(self, split: str) -> DataLoader:
         raise NotImplementedError
 

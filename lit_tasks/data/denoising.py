@@ -354,7 +354,9 @@ class DenoisingDataModule(TextSplitDataModule):
     ``text_column`` (its lines are its sentences); or ``hf_dataset``, a
     ``DatasetDict.save_to_disk`` folder with a ``text_column`` of documents.
 
-    Tokenizer: ``tokenizer`` (a folder) or, without it, ``preprocessor`` (linked from
+    Tokenizer: ``tokenizer`` (a folder); or ``train_tokenizer_vocab_size``: one is trained on the
+    train split's sentences and kept in ``cache_dir`` (BART's byte-level BPE for "bart", T5's
+    SentencePiece Unigram with 100 sentinels for "t5"); or ``preprocessor`` (linked from
     ``model.init_from``). ``objective`` "bart" needs bos, eos, pad and mask tokens; "t5" needs
     pad, eos and sentinels (``<extra_id_0>``, ...: ``Tokenizer.sentinels``), at least as many
     as the spans of the longest row.
@@ -400,6 +402,7 @@ class DenoisingDataModule(TextSplitDataModule):
         text_column: str = "text",
         tokenizer: str | None = None,
         preprocessor: str | None = None,
+        train_tokenizer_vocab_size: int | None = None,
         objective: Literal["bart", "t5"] = "bart",
         max_length: int = 128,
         mask_ratio: float = 0.3,
@@ -430,9 +433,11 @@ class DenoisingDataModule(TextSplitDataModule):
         super().__init__(train_file=train_file, val_file=val_file, test_file=test_file, predict_file=None,
                          hf_dataset=hf_dataset, tokenizer=tokenizer, preprocessor=preprocessor, max_length=max_length,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-                         group_by_length=False, cache_dir=cache_dir)
+                         group_by_length=False, cache_dir=cache_dir,
+                         train_tokenizer_vocab_size=train_tokenizer_vocab_size)
         self.save_hyperparameters()
         self.text_column, self.objective = text_column, objective
+        self.trained_tokenizer_kind = "unigram" if objective == "t5" else "bart-bpe"
         self.mask_ratio, self.poisson_lambda, self.permute_sentences = mask_ratio, poisson_lambda, permute_sentences
         self.noise_density, self.mean_span_length = noise_density, mean_span_length
         if objective == "t5":
@@ -468,6 +473,10 @@ class DenoisingDataModule(TextSplitDataModule):
         return {"version": CACHE_VERSION, "split": split, "text": self.text_column}
 
     # --------------------------------------------------------------------------- tokenizer
+
+    def _tokenizer_texts(self) -> Iterable[str]:
+        for document in self.rows("train"):
+            yield from document
 
     def _open_tokenizer(self) -> Tokenizer:
         tokenizer = super()._open_tokenizer()

@@ -366,3 +366,25 @@ def test_hf_dataset_source(tmp_path, corpus):
     assert dm.has_split("val") and not dm.has_split("test") and not dm.has_split("predict")
     batch = next(iter(dm._loader("val")))
     assert batch["input_ids"].shape[0] == 4 and (batch["input_ids"] == dm.tokenizer.mask).any()
+
+
+@pytest.mark.parametrize("objective, kind", [("bart", "BPE"), ("t5", "Unigram")])
+def test_a_tokenizer_trained_on_the_train_sentences(tmp_path, corpus, objective, kind):
+    """train_tokenizer_vocab_size: BART's BPE (with <mask>) or T5's Unigram (with sentinels) from
+    the train split, kept in cache_dir, found again by a second DataModule."""
+    dm = data(corpus, objective, tokenizer=None, train_tokenizer_vocab_size=300, cache_dir=str(tmp_path))
+    tk = dm.tokenizer
+    (trained,) = tmp_path.glob("tokenizer-*/tokenizer.json")
+    assert json.loads(trained.read_text())["model"]["type"] == kind
+    assert tk.vocab_size <= 300 and tk.eos is not None and tk.pad is not None
+    if objective == "bart":
+        assert tk.mask is not None and tk.bos is not None
+    else:
+        assert len(tk.sentinels) == 100
+    first = read_documents(str(corpus / "train.txt"), "text")[0][0]
+    assert tk.decode(tk.encode_raw([first], truncation=False, add_special_tokens=False)[0].ids).strip() == first
+    batch = next(iter(dm._loader("train")))
+    assert batch["labels"].shape[0] == 8
+    again = data(corpus, objective, tokenizer=None, train_tokenizer_vocab_size=300, cache_dir=str(tmp_path))
+    assert again.tokenizer.vocab_size == tk.vocab_size
+    assert len(list(tmp_path.glob("tokenizer-*"))) == 1

@@ -157,3 +157,11 @@ def test_mbart_languages_mark_both_sides_and_tell_the_decoder(style, corpus, tmp
         assert dm.decoder_tokens() == {"forced_bos_token_id": de}
     with pytest.raises(ConfigError, match=r"data.source_lang / data.target_lang: .*'fr_FR'"):
         data(corpus, tokenizer=str(folder), target_lang="fr_FR").setup("fit")
+
+
+def test_naming_the_datamodule_reads_no_split(corpus):
+    """jsonargparse formats the DataModule into a message when a link's source is absent (at every
+    CLI start); Lightning's own __str__ would build every loader, encoding test and predict in fit."""
+    dm = data(corpus, test_file=str(corpus / "val.jsonl"), predict_file=str(corpus / "predict.jsonl"))
+    assert str(dm) == "Seq2SeqDataModule"
+    assert dm._encoded == {} and dm._datasets == {}

@@ -72,6 +72,8 @@ def fake_runs(monkeypatch, outcomes: dict[str, tuple[dict | None, int]], seen: l
         run_dir.mkdir(parents=True)
         if metrics is not None:
             (run_dir / "results.json").write_text(json.dumps({"metrics": metrics}))
+            (run_dir / "checkpoints").mkdir()
+            (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
         return check_recipes.Outcome(metrics, 61.0, 119.6, code)
 
     monkeypatch.setattr(check_recipes, "run_recipe", run_recipe)
@@ -113,3 +115,29 @@ def test_failed_runs_and_missing_metrics_fail(tmp_path, monkeypatch, capsys):
     assert "FAIL (exit 1)" in rows[("vit_fashion_mnist", "test/acc")]
     assert " pass " in rows[("minilm_debian_sections", "test/acc")] + " "
     assert "FAIL" in rows[("minilm_debian_sections", "test/f1")]  # no test/f1 in its results: not a pass
+
+
+def test_a_recipe_that_starts_from_another_runs_it_first(tmp_path, monkeypatch, capsys):
+    """`# init_from: task/parent.yaml`: the parent runs first (when not checked itself) and the
+    child gets --model.init_from with the parent's best.ckpt; a parent that is no recipe is an error."""
+    configs = tmp_path / "configs"
+    (configs / "pre").mkdir(parents=True)
+    (configs / "fine").mkdir()
+    (configs / "pre" / "parent.yaml").write_text("#   check: val/loss <= 3\n#   expected: val/loss <= 3\nmodel: {}\n")
+    (configs / "fine" / "child.yaml").write_text("#   init_from: pre/parent.yaml\n#   check: test/acc >= 0.5\n"
+                                                 "#   expected: test/acc >= 0.5\nmodel: {}\n")
+    monkeypatch.setattr(check_recipes, "CONFIGS", configs)
+    monkeypatch.setattr(check_recipes, "REPO_ROOT", tmp_path)
+    seen = []
+    fake_runs(monkeypatch, {"parent": ({"val/loss": 2.0}, 0), "child": ({"test/acc": 0.6}, 0)}, seen)
+    root = tmp_path / "runs"
+    assert check_recipes.main(["--only", "child", "--root", str(root), "--", "--seed_everything", "1"]) == 0
+    best = str(root / "parent" / "checkpoints" / "best.ckpt")
+    assert seen == [("parent", root / "parent", ["--seed_everything", "1"]),
+                    ("child", root / "child", ["--model.init_from", best, "--seed_everything", "1"])]
+    assert "1 of 1 checks passed" in capsys.readouterr().out
+
+    (configs / "fine" / "child.yaml").write_text("#   init_from: pre/missing.yaml\n#   check: test/acc >= 0.5\nmodel: {}\n")
+    with pytest.raises(ValueError, match="child.yaml: init_from names pre/missing.yaml"):
+        check_recipes.parse_init_from(configs / "fine" / "child.yaml")
+    assert check_recipes.main(["--dry-run", "--only", "child"]) == 2

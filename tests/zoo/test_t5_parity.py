@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from helpers import padded_tokens
 from safetensors.torch import load_file, save_file
 
 from lit_tasks.errors import ConfigError, LoadError
@@ -59,16 +60,8 @@ def _hf_folder(config: dict, architecture: str, folder) -> torch.nn.Module:
 
 
 def _batch(lengths, left: bool = False, seed: int = 0):
-    """Random tokens (never PAD) of the given lengths, padded with PAD: (input_ids, attention_mask)."""
-    g = torch.Generator().manual_seed(seed)
-    T = max(lengths)
-    ids = torch.full((len(lengths), T), PAD, dtype=torch.long)
-    mask = torch.zeros(len(lengths), T, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        span = slice(T - n, T) if left else slice(0, n)
-        ids[b, span] = torch.randint(2, TINY["vocab_size"], (n,), generator=g)
-        mask[b, span] = 1
-    return ids, mask
+    """Random tokens (ids from 2, never PAD) of the given lengths, padded with PAD: (input_ids, attention_mask)."""
+    return padded_tokens(lengths, TINY["vocab_size"], PAD, low=2, left=left, seed=seed)
 
 
 SOURCE = _batch((13, 9, 4), seed=0)
