@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,21 @@ def test_wrong_key_in_config_file_names_it(tmp_path, capsys):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO)) for c in CONFIGS])
 def test_every_recipe_instantiates(config, tmp_path, monkeypatch):
-    """Each configs/ file parses against the real signatures and builds model, data and trainer."""
+    """Each configs/ file parses against the real signatures and builds model, data and trainer; one
+    whose header says `init_from: <recipe>` does so from an (untrained) checkpoint of that recipe."""
     monkeypatch.chdir(REPO)
     text = config.read_text()
     assert "command:" in text and "expected:" in text, "a recipe states its command and expected metric"
-    cli = LitTasksCLI(args=["--config", str(config), "--run.root", str(tmp_path), "--run.loggers", "[csv]"], run=False)
+    args = ["--config", str(config), "--run.root", str(tmp_path), "--run.loggers", "[csv]"]
+    parent = re.search(r"^#\s*init_from:\s*(\S+)", text, re.M)
+    if parent:
+        pre = LitTasksCLI(args=["--config", str(REPO / "configs" / parent[1]), "--run.root", str(tmp_path / "pre"),
+                                "--run.loggers", "[csv]"], run=False)
+        checkpoint = {"state_dict": pre.model.state_dict()}
+        pre.model.on_save_checkpoint(checkpoint)
+        torch.save(checkpoint, tmp_path / "pre.ckpt")
+        args += ["--model.init_from", str(tmp_path / "pre.ckpt"), "--data.tokenizer", pre.datamodule.tokenizer.source]
+    cli = LitTasksCLI(args=args, run=False)
     if getattr(cli.datamodule, "num_classes", 0):  # label tasks: the data's classes reach the model
         assert cli.model.hparams.num_classes == cli.datamodule.num_classes
         assert list(cli.model.label_names) == list(cli.datamodule.label_names)
