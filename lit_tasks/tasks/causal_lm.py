@@ -6,21 +6,18 @@ import logging
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from lit_tasks.errors import ConfigError
 from lit_tasks.generation import GenerationConfig
-from lit_tasks.metrics.perplexity import Perplexity
-from lit_tasks.tasks.base import STAGES, TaskModule
+from lit_tasks.tasks.base import TaskModule
+from lit_tasks.tasks.token_loss import TokenLoss
 from lit_tasks.tasks.continuations import continue_prompts, encode_prompts
 
 log = logging.getLogger(__name__)
-IGNORE = -100  # the label of padding (lit_tasks.data.causal_lm)
 
 
-class CausalLanguageModeling(TaskModule):
+class CausalLanguageModeling(TokenLoss, TaskModule):
     """Train a decoder-only model on next-token prediction (Radford et al. 2019, Sec. 2:
     maximise log p(x_t | x_<t)) and continue prompts with it.
 
@@ -72,9 +69,7 @@ class CausalLanguageModeling(TaskModule):
                               f"(got {sample_prompt_length})")
         self.sample_prompts, self.num_samples, self.sample_prompt_length = sample_prompts, num_samples, sample_prompt_length
         self.truncate_prompts = truncate_prompts
-        self.stage_metrics({"acc": MulticlassAccuracy(self.net.config.vocab_size, average="micro",
-                                                      ignore_index=IGNORE)})
-        self.perplexity = nn.ModuleDict({f"{s}_perplexity": Perplexity() for s in STAGES})
+        self.token_metrics()
         self._prompts: dict[str, list[list[int]]] = {}  # stage -> the sample prompts' ids kept this epoch
         self.truncated_prompts = 0
 
@@ -84,14 +79,7 @@ class CausalLanguageModeling(TaskModule):
     def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])[:, :-1]  # (B, T-1, V): predicts tokens 1..T-1
         targets = batch["labels"][:, 1:]  # (B, T-1)
-        count = int((targets != IGNORE).sum())
-        summed = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-        loss = summed / max(count, 1)
-        self.perplexity[f"{stage}_perplexity"].update(summed, count)
-        self.log_loss(stage, loss, count)
-        self.log_metrics(stage, count, logits.flatten(0, 1), targets.flatten())
-        self.log(f"{stage}/perplexity", self.perplexity[f"{stage}_perplexity"], on_step=False, on_epoch=True,
-                 prog_bar=True)
+        loss = self.token_loss(stage, logits, targets)
         if stage != "train":
             self._keep_prompts(stage, batch)
         return loss

@@ -5,18 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
-from lit_tasks.metrics.perplexity import Perplexity
-from lit_tasks.tasks.base import STAGES, TaskModule
+from lit_tasks.tasks.base import TaskModule
+from lit_tasks.tasks.token_loss import TokenLoss
 from lit_tasks.zoo.base import shift_right
 
-IGNORE = -100  # the label of padding (lit_tasks.data.denoising)
 
 
-class DenoisingPretraining(TaskModule):
+class DenoisingPretraining(TokenLoss, TaskModule):
     """Pretrain an encoder-decoder to rebuild text from a corrupted copy: BART's text infilling
     and sentence permutation (Lewis et al. 2020, Sec. 2.2) or T5's span corruption (Raffel et al.
     2020, Sec. 3.1.4); the corruption is the data's (lit_tasks.data.denoising.DenoisingDataModule).
@@ -43,8 +40,7 @@ class DenoisingPretraining(TaskModule):
     def __init__(self, vocab_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.build_vocab_net(vocab_size)
-        self.stage_metrics({"acc": MulticlassAccuracy(self.net.config.vocab_size, average="micro", ignore_index=IGNORE)})
-        self.perplexity = nn.ModuleDict({f"{s}_perplexity": Perplexity() for s in STAGES})
+        self.token_metrics()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 decoder_input_ids: torch.Tensor) -> torch.Tensor:
@@ -55,12 +51,4 @@ class DenoisingPretraining(TaskModule):
         labels = batch["labels"]  # (B, T)
         logits = self(batch["input_ids"], batch["attention_mask"],
                       shift_right(labels, config.decoder_start_token_id, config.pad_token_id))
-        count = int((labels != IGNORE).sum())
-        summed = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="sum")
-        loss = summed / max(count, 1)
-        self.perplexity[f"{stage}_perplexity"].update(summed, count)
-        self.log_loss(stage, loss, count)
-        self.log_metrics(stage, count, logits.flatten(0, 1), labels.flatten())
-        self.log(f"{stage}/perplexity", self.perplexity[f"{stage}_perplexity"], on_step=False, on_epoch=True,
-                 prog_bar=True)
-        return loss
+        return self.token_loss(stage, logits, labels)
