@@ -84,6 +84,42 @@ def prediction_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Ten
     return fig
 
 
+BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
+               "#800000", "#469990")
+
+
+def box_colour(label: int) -> str:
+    """A distinct colour per label (cycling through BOX_COLOURS)."""
+    return BOX_COLOURS[int(label) % len(BOX_COLOURS)]
+
+
+def detection_grid(samples: Sequence[dict], label_names: Sequence[str]) -> Figure:
+    """Images with their predicted boxes (solid, labelled with class and score) and true boxes
+    (dashed white). `samples`: dicts with "image" (3, H, W) normalised pixels, "boxes" (K, 4)
+    xyxy in its pixels, "labels", "scores", "true_boxes", "true_labels"."""
+    n = len(samples)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, sample in zip(axes.flat, samples):
+        pixels = sample["image"].float().permute(1, 2, 0).numpy()
+        pixels = (pixels - pixels.min()) / max(float(pixels.max() - pixels.min()), 1e-8)
+        ax.imshow(pixels)
+        for (x1, y1, x2, y2) in sample["true_boxes"].tolist():
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white", linestyle="--",
+                                       linewidth=1))
+        for (x1, y1, x2, y2), label, score in zip(sample["boxes"].tolist(), sample["labels"].tolist(),
+                                                  sample["scores"].tolist()):
+            colour = box_colour(label)
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.5))
+            ax.text(x1, y1, f"{label_names[label]} {score:.2f}", fontsize=6, color="white",
+                    bbox={"facecolor": colour, "pad": 1, "linewidth": 0})
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, path: str | Path) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)

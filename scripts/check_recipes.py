@@ -5,6 +5,7 @@ its claim in a machine-readable header line beside the prose, one or more condit
 results.json's final ``metrics``, separated by ``;``:
 
     #   check:    test/acc >= 0.80; test/f1 >= 0.80
+    #   check:    none (needs a downloaded checkpoint and a GPU)     # a recipe that cannot run here
 
 A recipe runs as its header's command (``python -m lit_tasks fit --config FILE``) in a fresh
 run folder ``ROOT/<recipe>``, one after another; then a table gives each condition with the
@@ -45,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 CHECK_LINE = re.compile(r"^#\s*check:\s*(.+?)\s*$")
+UNCHECKED = re.compile(r"^none\s*\(\S.*\)$")  # "none (needs a GPU and a downloaded checkpoint)"
 INIT_FROM_LINE = re.compile(r"^#\s*init_from:\s*(\S+)\s*$")
 CONDITION = re.compile(r"^(?P<metric>[\w/.-]+)\s*(?P<op>>=|<=|>|<)\s*(?P<value>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
 
@@ -64,7 +66,8 @@ class Condition:
 
 def parse_checks(config: Path) -> list[Condition]:
     """The conditions of a recipe's ``# check:`` header lines; ValueError naming the file and
-    line when there is none or one does not parse."""
+    line when there is none or one does not parse. ``# check: none (why)`` marks a recipe that
+    cannot run here (a GPU, a downloaded checkpoint): no conditions, and the reason is required."""
     conditions = []
     for number, line in enumerate(config.read_text().splitlines(), start=1):
         if not line.startswith("#"):
@@ -72,6 +75,11 @@ def parse_checks(config: Path) -> list[Condition]:
         match = CHECK_LINE.match(line)
         if not match:
             continue
+        if match.group(1).startswith("none"):
+            if not UNCHECKED.match(match.group(1)):
+                raise ValueError(f"{config} line {number}: 'check: none' needs its reason in parentheses, e.g. "
+                                 "'check: none (needs a downloaded checkpoint and a GPU)'")
+            return []
         for part in match.group(1).split(";"):
             cond = CONDITION.match(part.strip())
             if cond is None:
@@ -196,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for config, conditions in checks.items():
         name = recipe_name(config)
+        if not conditions:
+            print(f"{name}: not run (its header says check: none)", flush=True)
+            continue
         extra = []
         parent = parse_init_from(config)
         if parent is not None:

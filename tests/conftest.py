@@ -28,7 +28,9 @@ def plain_argv(monkeypatch):
     """In-process CLI calls get their arguments explicitly, not pytest's, and no run folder
     chosen by an earlier in-process call."""
     monkeypatch.setattr("sys.argv", ["lit_tasks"])
-    monkeypatch.delenv("LIT_TASKS_RUN_DIR", raising=False)
+    # popped, not monkeypatch.delenv: that would restore, after the test, a folder an in-process
+    # call in a module-scoped fixture chose, and the next module's in-process run would reuse it
+    os.environ.pop("LIT_TASKS_RUN_DIR", None)
     yield
     os.environ.pop("LIT_TASKS_RUN_DIR", None)  # a run folder chosen inside the test does not leak out
 

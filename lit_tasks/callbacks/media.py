@@ -1,5 +1,6 @@
 """Task figures (confusion matrix, sample predictions) to wandb and to PNG files; audio
-samples with their transcripts to wandb; generated text samples and predictions to wandb and files."""
+samples with their transcripts to wandb; generated text samples and predictions to wandb and files;
+images with boxes to wandb and a task's own result files to the run folder."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ class FigureLogger(Callback):
     its `text_samples(stage)` (prompts and their continuations) as a wandb table and appended to
     `<stage>_samples.txt` in the run folder, under the epoch and step, and its
     `text_predictions(stage)` (one dict of strings per evaluated row) as a wandb table and
-    `<stage>_predictions.jsonl` (the last epoch's).
+    `<stage>_predictions.jsonl` (the last epoch's), and its `box_samples(stage)` (images with
+    predicted and true boxes) to wandb; then the task's `write_outputs(stage, run_dir)` writes
+    its own files (a detector's COCO results json).
 
     The figures of the last validation (during fit) and of the test are also written
     next to results.json as `<name>.png` (val) and `test_<name>.png` (test).
@@ -46,6 +49,11 @@ class FigureLogger(Callback):
         rows = pl_module.text_predictions(stage) if hasattr(pl_module, "text_predictions") else []
         if rows:
             self._write_predictions(wandb_loggers, stage, rows, trainer.global_step)
+        boxes = pl_module.box_samples(stage) if hasattr(pl_module, "box_samples") else []
+        if boxes and wandb_loggers:
+            self._log_boxes(wandb_loggers, f"{stage}/boxes", boxes, pl_module.label_names, trainer.global_step)
+        if hasattr(pl_module, "write_outputs"):
+            pl_module.write_outputs(stage, self.run_dir)
 
     def _write_texts(self, loggers: list[WandbLogger], stage: str, samples: list[dict], trainer: L.Trainer) -> None:
         """{"prompt", "continuation"} dicts to a wandb table and to `<stage>_samples.txt`."""
@@ -79,6 +87,35 @@ class FigureLogger(Callback):
                 for s in samples]
         for logger in loggers:
             logger.log_table(key=key, columns=columns, data=rows, step=step)
+
+    @staticmethod
+    def _log_boxes(loggers: list[WandbLogger], key: str, samples: list[dict], label_names: list[str], step: int) -> None:
+        """Images with predicted and true boxes in wandb's box format (pixel positions, a class
+        id, a caption and the score), one box group each (`box_samples(stage)` of the task)."""
+        import wandb
+
+        classes = dict(enumerate(label_names))
+
+        def group(boxes, labels, scores=None) -> dict:
+            data = []
+            for i, ((x1, y1, x2, y2), label) in enumerate(zip(boxes.tolist(), labels.tolist())):
+                box = {"position": {"minX": x1, "minY": y1, "maxX": x2, "maxY": y2}, "domain": "pixel",
+                       "class_id": int(label), "box_caption": label_names[label]}
+                if scores is not None:
+                    box["scores"] = {"score": float(scores[i])}
+                    box["box_caption"] += f" {float(scores[i]):.2f}"
+                data.append(box)
+            return {"box_data": data, "class_labels": classes}
+
+        images = []
+        for s in samples:
+            pixels = s["image"].float().permute(1, 2, 0)
+            pixels = (pixels - pixels.min()) / max(float(pixels.max() - pixels.min()), 1e-8)
+            images.append(wandb.Image((pixels.numpy() * 255).astype("uint8"), boxes={
+                "predictions": group(s["boxes"], s["labels"], s["scores"]),
+                "ground_truth": group(s["true_boxes"], s["true_labels"])}))
+        for logger in loggers:
+            logger.log_image(key=key, images=images, step=step)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._emit(trainer, pl_module, "val")

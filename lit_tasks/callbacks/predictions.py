@@ -15,6 +15,7 @@ class PredictionWriter(BasePredictionWriter):
 
     One process writes `predictions.jsonl`; under DDP each rank writes
     `predictions.rank<R>.jsonl` (the eval sampler gives every sample to exactly one rank).
+    A task with `write_predict_outputs` writes its own files after the last batch.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -26,6 +27,13 @@ class PredictionWriter(BasePredictionWriter):
         name = "predictions.jsonl" if trainer.world_size == 1 else f"predictions.rank{trainer.global_rank}.jsonl"
         self.path = self.run_dir / name
         self.path.write_text("")
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A task's own predict files (a detector's COCO json and drawn images) through its
+        `write_predict_outputs(run_dir, suffix)`; suffix ".rank<R>" under DDP."""
+        if hasattr(pl_module, "write_predict_outputs"):
+            suffix = "" if trainer.world_size == 1 else f".rank{trainer.global_rank}"
+            pl_module.write_predict_outputs(self.run_dir, suffix)
 
     def write_on_batch_end(self, trainer, pl_module, prediction: Any, batch_indices, batch, batch_idx, dataloader_idx) -> None:
         with open(self.path, "a") as f:

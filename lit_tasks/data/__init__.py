@@ -1,6 +1,7 @@
 """LightningDataModules per modality, their transforms and samplers."""
 
 from lit_tasks.data.audio import AudioDataModule
+from lit_tasks.data.coco import CocoDetectionDataModule
 from lit_tasks.data.image import ImageDataModule
 from lit_tasks.data.image_transforms import BadImageError
 from lit_tasks.data.samplers import UnpaddedDistributedSampler
@@ -10,6 +11,7 @@ from lit_tasks.errors import DataError
 __all__ = [
     "AudioDataModule",
     "BadImageError",
+    "CocoDetectionDataModule",
     "DataError",
     "ImageDataModule",
     "TextDataModule",

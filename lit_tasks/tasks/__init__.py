@@ -6,6 +6,7 @@ from lit_tasks.tasks.causal_lm import CausalLanguageModeling
 from lit_tasks.tasks.denoising import DenoisingPretraining
 from lit_tasks.tasks.image_classification import ImageClassification
 from lit_tasks.tasks.masked_lm import MaskedLanguageModeling
+from lit_tasks.tasks.object_detection import ObjectDetection
 from lit_tasks.tasks.question_answering import QuestionAnswering
 from lit_tasks.tasks.seq2seq import Summarization, Translation
 from lit_tasks.tasks.speech_recognition import SpeechRecognition
@@ -15,5 +16,5 @@ from lit_tasks.tasks.wav2vec2_pretraining import Wav2Vec2Pretraining
 
 __all__ = [
     "AudioClassification", "CausalLanguageModeling", "DenoisingPretraining", "ImageClassification",
-    "MaskedLanguageModeling", "QuestionAnswering", "SpeechRecognition", "Summarization", "TextClassification", "TokenClassification", "Translation", "Wav2Vec2Pretraining",
+    "MaskedLanguageModeling", "ObjectDetection", "QuestionAnswering", "SpeechRecognition", "Summarization", "TextClassification", "TokenClassification", "Translation", "Wav2Vec2Pretraining",
 ]

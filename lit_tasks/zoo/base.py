@@ -81,6 +81,32 @@ def config_from_dict(cls: type, values: dict[str, Any], *, source: str, ignore: 
     return cls(**kwargs)
 
 
+def read_hf_config(cls: type, d: dict[str, Any], source: str, model_type: str,
+                   ignore: frozenset[str] = frozenset()):
+    """`cls` from an HF `config.json` dict whose "model_type" (when given) is `model_type`; every
+    error names `source`, the unknown keys `config_from_dict` finds and the values `cls`'s
+    `__post_init__` rejects alike."""
+    found = d.get("model_type", model_type)
+    if found != model_type:
+        raise ConfigError(f"{source}: key 'model_type' is {found!r}, expected {model_type!r}")
+    try:
+        return config_from_dict(cls, d, source=source, ignore=ignore)
+    except ConfigError as err:
+        if str(err).startswith(source):  # an unknown key, already named with its source
+            raise
+        raise ConfigError(f"{source}: {err}") from None  # a value __post_init__ rejected
+
+
+def hf_config_dict(config: Any, model_type: str) -> dict[str, Any]:
+    """The JSON-ready config.json dict of a config dataclass: "model_type", then every field that
+    is not None, tuples as lists."""
+    d: dict[str, Any] = {"model_type": model_type}
+    for key, value in dataclasses.asdict(config).items():
+        if value is not None:
+            d[key] = list(value) if isinstance(value, tuple) else value
+    return d
+
+
 @dataclass(frozen=True)
 class Head:
     """One model a family offers: its base model, or the base model with a head on top.
@@ -93,6 +119,8 @@ class Head:
     size_field: what sizes `output`: a config field ("vocab_size") or "num_labels" (the label
         names, config.json's id2label).
     tied: HF keys a checkpoint may repeat -> the key (in a head checkpoint's names) it must equal.
+    extra_outputs: outputs of `output` beyond its size (DETR's "no object" class: num_labels + 1
+        rows); sizes, specs and id2label count labels, not rows.
     """
 
     architecture: str
@@ -102,6 +130,7 @@ class Head:
     output: str | None = None
     size_field: str | None = None
     tied: tuple[tuple[str, str], ...] = ()
+    extra_outputs: int = 0
 
     def make(self, config: Any, size: int | None = None) -> nn.Module:
         """A randomly initialised model of this head; `size` for a head with an output layer."""

@@ -17,7 +17,6 @@ Layout of our parameter names (HF's in brackets):
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_tasks.errors import ConfigError, LoadError
-from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, Head, config_from_dict
+from lit_tasks.zoo.base import Backbone, BackboneOutput, FeatureInfo, Head, hf_config_dict, read_hf_config
 from lit_tasks.zoo.classifier import ImageClassifier
 
 MODEL_TYPE = "convnext"
@@ -75,23 +74,11 @@ class ConvNextConfig:
     @classmethod
     def from_hf(cls, d: dict[str, Any], source: str) -> ConvNextConfig:
         """Read an HF `config.json` dict; `source` (e.g. the file path) prefixes every error."""
-        model_type = d.get("model_type", MODEL_TYPE)
-        if model_type != MODEL_TYPE:
-            raise ConfigError(f"{source}: key 'model_type' is {model_type!r}, expected {MODEL_TYPE!r}")
-        try:
-            return config_from_dict(cls, d, source=source)
-        except ConfigError as err:
-            if str(err).startswith(source):  # an unknown key, already named with its source
-                raise
-            raise ConfigError(f"{source}: {err}") from None  # a value __post_init__ rejected
+        return read_hf_config(cls, d, source, MODEL_TYPE)
 
     def to_hf(self) -> dict[str, Any]:
         """JSON-ready dict that `transformers.ConvNextConfig(**d)` and `from_hf` both accept."""
-        d: dict[str, Any] = {"model_type": MODEL_TYPE}
-        for key, value in dataclasses.asdict(self).items():
-            if value is not None:
-                d[key] = list(value) if isinstance(value, tuple) else value
-        return d
+        return hf_config_dict(self, MODEL_TYPE)
 
     @property
     def min_input_size(self) -> int:

@@ -101,7 +101,7 @@ def _output_size(record: Head, found: _Checkpoint, num_labels: int | None, confi
             raise ConfigError(f"{where}: num_labels is for a head with an output layer; this one has none")
         return None
     in_checkpoint = found.own.get(f"{record.output}.weight")
-    size = num_labels or (in_checkpoint.shape[0] if in_checkpoint is not None else None)
+    size = num_labels or (in_checkpoint.shape[0] - record.extra_outputs if in_checkpoint is not None else None)
     if not size and not found.foreign:
         size = getattr(config, record.size_field, None)
         if size is None and record.size_field == "num_labels":  # HF's num_labels: the label names
@@ -123,9 +123,10 @@ def _fresh_head_parts(record: Head, found: _Checkpoint, expected: dict, size: in
         elif not any(k.startswith(part) for k in found.own):
             fresh[part] = "the checkpoint has none"
     weight = found.own.get(f"{record.output}.weight") if record.output else None
-    if weight is not None and weight.shape[0] != size and not f"{record.output}.".startswith(tuple(fresh)):
+    saved = weight.shape[0] - record.extra_outputs if weight is not None else None
+    if weight is not None and saved != size and not f"{record.output}.".startswith(tuple(fresh)):
         field_ = record.size_field
-        fresh[f"{record.output}."] = (f"the checkpoint's {record.output} has {field_}={weight.shape[0]}, "
+        fresh[f"{record.output}."] = (f"the checkpoint's {record.output} has {field_}={saved}, "
                                       f"the model's {field_}={size}")
     return fresh
 

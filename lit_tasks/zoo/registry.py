@@ -34,12 +34,13 @@ from typing import Any
 from torch import nn
 
 from lit_tasks.errors import ConfigError
-from lit_tasks.zoo import bart, bert, convnext, gpt2, mbart, t5, vit, wav2vec2
+from lit_tasks.zoo import bart, bert, convnext, detr, gpt2, mbart, resnet, t5, vit, wav2vec2
 from lit_tasks.zoo.base import Head
 from lit_tasks.zoo.hub import read_config
 
 REGISTRY: dict[str, ModuleType] = {"vit": vit, "convnext": convnext, "bert": bert, "wav2vec2": wav2vec2, "gpt2": gpt2,
-                                   "bart": bart, "mbart": mbart, "t5": t5}
+                                   "bart": bart, "mbart": mbart, "t5": t5, "resnet": resnet,
+                                   "detr": detr}
 
 # Every preset of every family: name -> (family, config).
 PRESETS: dict[str, tuple[str, Any]] = {
@@ -116,8 +117,9 @@ def build(preset: str, head: str = "base", overrides: dict | None = None, num_la
 
 
 def output_size(model: nn.Module, record: Head) -> int | None:
-    """The number of outputs of `record`'s output layer in `model` (None without one)."""
-    return model.get_submodule(record.output).out_features if record.output else None
+    """The size (labels, not rows: see `Head.extra_outputs`) of `record`'s output layer in `model`
+    (None without one)."""
+    return model.get_submodule(record.output).out_features - record.extra_outputs if record.output else None
 
 
 def spec(model: nn.Module) -> dict[str, Any]:

@@ -13,6 +13,11 @@ transformers = pytest.importorskip("transformers")
 IMAGE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32,
              patch_size=8)
 CONVNEXT = dict(num_stages=2, depths=[1, 1], hidden_sizes=[8, 16], patch_size=4)
+RESNET = dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 2], layer_type="bottleneck")
+DETR = dict(use_timm_backbone=False, use_pretrained_backbone=False, d_model=16, encoder_layers=1, decoder_layers=2,
+            encoder_attention_heads=2, decoder_attention_heads=4, encoder_ffn_dim=32, decoder_ffn_dim=24, num_queries=5,
+            backbone_config={"model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
+                             "layer_type": "basic", "out_features": ["stage2"]})
 BERT = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
             max_position_embeddings=40)
 WAV2VEC2 = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_dim=[8, 8],
@@ -44,6 +49,13 @@ def image_out(hf, ours):
         return torch.cat([m.flatten() for m in hf(pixels).feature_maps]), torch.cat(
             [m.flatten() for m in ours.forward_features(pixels)])
     return hf(pixel_values=pixels).last_hidden_state, ours(pixels).last_hidden_state
+
+
+def detr_out(hf, ours):
+    if isinstance(hf, transformers.DetrModel):
+        return hf(pixel_values=pixels).last_hidden_state, ours(pixels).last_hidden_state
+    theirs, got = hf(pixel_values=pixels), ours(pixels)
+    return torch.cat([theirs.logits, theirs.pred_boxes], -1), torch.cat([got.logits, got.pred_boxes], -1)
 
 
 def bert_out(hf, ours):
@@ -87,6 +99,10 @@ CASES = {  # HF class: (config class, config, outputs to compare)
     "ConvNextModel": ("ConvNextConfig", CONVNEXT, image_out),
     "ConvNextForImageClassification": ("ConvNextConfig", {**CONVNEXT, "num_labels": 3}, image_out),
     "ConvNextBackbone": ("ConvNextConfig", {**CONVNEXT, "out_features": ["stage1", "stage2"]}, image_out),
+    "ResNetModel": ("ResNetConfig", RESNET, image_out),
+    "ResNetForImageClassification": ("ResNetConfig", {**RESNET, "num_labels": 3}, image_out),
+    "DetrModel": ("DetrConfig", DETR, detr_out),
+    "DetrForObjectDetection": ("DetrConfig", {**DETR, "num_labels": 3}, detr_out),
     "BertModel": ("BertConfig", BERT, bert_out),
     "BertForSequenceClassification": ("BertConfig", {**BERT, "num_labels": 3}, bert_out),
     "BertForTokenClassification": ("BertConfig", {**BERT, "num_labels": 5}, bert_out),
