@@ -22,7 +22,6 @@ from lit_tasks.text.char_vocab import CharVocab, TextNormalizer
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 IGNORE = -100  # label ids after a transcript's end
 
 
@@ -429,11 +428,7 @@ class AudioDataModule(SplitDataModule):
                 "AudioDataModule: no training data given; set train_file or root (only predict works with "
                 "predict_file alone)."
             )
-        if stage is None:
-            needed = [s for s in SPLITS if self.has_split(s)]
-        else:
-            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
-        for split in needed:
+        for split in self.splits_for(stage):
             self._dataset(split)
 
     def _dataset(self, split: str) -> AudioDataset:

@@ -29,6 +29,13 @@ class SplitDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         raise NotImplementedError
 
+    def splits_for(self, stage: str | None) -> list[str]:
+        """The splits a Lightning `stage` reads ("fit": train and val, ...); None: every split
+        the DataModule has (`has_split`)."""
+        if stage is None:
+            return [s for s in ("train", "val", "test") if self.has_split(s)]
+        return {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 

@@ -644,11 +644,7 @@ class CocoDetectionDataModule(SplitDataModule):
         if not self.label_names and stage != "predict":
             raise DataError("CocoDetectionDataModule: no data given; set root, *_images/*_annotations or hf_dataset "
                             "(only predict works with predict_dir alone).")
-        if stage is None:
-            needed = [s for s in SPLITS if self.has_split(s)]
-        else:
-            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
-        for split in needed:
+        for split in self.splits_for(stage):
             if split in self._datasets:
                 continue
             if split in ("val", "test") and not self.has_split(split):

@@ -352,11 +352,7 @@ class ImageDataModule(SplitDataModule):
                 "ImageDataModule: no training data given; set root, train_file or hf_dataset "
                 "(only predict works with predict_dir alone)."
             )
-        if stage is None:  # everything that exists
-            needed = [s for s in ("train", "val", "test") if self.has_split(s)]
-        else:
-            needed = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["predict"]}[stage]
-        for split in needed:
+        for split in self.splits_for(stage):
             if split in self._datasets:
                 continue
             if split in ("val", "test") and not self.has_split(split):
