@@ -1,4 +1,4 @@
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""`python -m lit_tasks fit|validate|test|predict --config FILE` and `export`.
+"""`python -m lit_tasks fit|validate|test|predict --config FILE`.
 
 LightningCLI does the parsing: every constructor argument of the task (`model`), the
 DataModule (`data`) and the Trainer is a config key and can be overridden on the
@@ -8,7 +8,6 @@ the run folder (`run.*`), default loggers, checkpoints, results.json and figures
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -24,33 +23,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
+import lit_tasks.tasks  # noqa: F401  (imported so that --model.help and configs may name a task by its class name)
 from lit_tasks import run_dir as runs
 from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter, ResumeState
 from lit_tasks.callbacks.nonfinite import NonFiniteLoss
+from lit_tasks.callbacks.progress_lines import Progress, ProgressLines, use_lines
 from lit_tasks.callbacks.preemption import DEFAULT_MAX_REQUEUES, RequeueOnSignal, slurm_plugins
 from lit_tasks.callbacks.speed import BlockOptions
 from lit_tasks.checkpoint_io import AtomicCheckpointIO
-from lit_tasks.distributed import DEFAULT_TIMEOUT_MINUTES, EndRanksOnFailure, apply_timeout, failure_message, \
-    process_label, shared_run_dir
-from lit_tasks.errors import ConfigError, TrainingError, find_user_error, user_message
+from lit_tasks.distributed import DEFAULT_TIMEOUT_MINUTES, EndRanksOnFailure, apply_timeout, shared_run_dir
+from lit_tasks.errors import ConfigError
 from lit_tasks.loggers import build_loggers
-
-USAGE = """usage: python -m lit_tasks {fit,validate,test,predict} --config FILE [--key value ...]
-       python -m lit_tasks export --ckpt_path CKPT --out DIR
-       python -m lit_tasks sweep sweeps/FILE.yaml --count N   (a wandb sweep, run locally, offline)
-       python -m lit_tasks slurm --config FILE --nodes N --gpus-per-node G --time HH:MM:SS [--dry-run]   (submit to Slurm)
-       python -m lit_tasks runs [--root runs]                  (list runs: status, metrics, time)
-       python -m lit_tasks tokenizer --type wordpiece|bpe|bart-bpe|unigram --files FILE ... --vocab_size N --out DIR   (train a tokenizer)
-       python -m lit_tasks generate --ckpt_path CKPT | --init_from DIR --prompt TEXT [--max_new_tokens N ...]
-
-  fit        train (then test the best checkpoint when the data has a test split)
-  validate   evaluate on the validation split       test   evaluate on the test split
-  predict    write predictions.jsonl                 export write an HF-format folder
-
-Any config value can be overridden: --model.lr 3e-4 --data.batch_size 64 --trainer.max_epochs 3
-Options of one command: python -m lit_tasks fit --help   Recipes: configs/<task>/<model>_<data>.yaml
-"""
-
 
 def condense(message: str) -> str:
     """jsonargparse's nested union message, reduced to the key and the reason."""
@@ -98,7 +81,12 @@ class LitTasksCLI(LightningCLI):
                             help="this run's folder (default: <root>/<name>/<date_time>)")
         parser.add_argument("--run.loggers", type=list[Literal["wandb", "csv"]], default=["wandb", "csv"],
                             help="loggers used when trainer.logger is not set")
-        parser.add_argument("--run.wandb_project", type=str, default="lit_tasks")
+        parser.add_argument("--run.wandb_project", type=str, default="lit_tasks", help="wandb project of the runs")
+        parser.add_argument("--run.progress", type=Progress, default="auto",
+                            help="bar: the progress bar; lines: a plain line every progress_every_n_steps steps and "
+                                 "after each validation (for log files); auto: lines when stdout is not a terminal")
+        parser.add_argument("--run.progress_every_n_steps", type=int, default=50,
+                            help="training steps between two progress lines")
         parser.add_argument("--run.test_after_fit", type=bool, default=True,
                             help="after fit, test the best checkpoint if the data has a test split")
         parser.add_argument("--run.checkpoint_every_n_steps", type=int | None, default=None,
@@ -172,6 +160,9 @@ class LitTasksCLI(LightningCLI):
             plugins = [*plugins, AtomicCheckpointIO()]
         kwargs["plugins"] = slurm_plugins(plugins)  # under Slurm: our requeue, not Lightning's
         kwargs["default_root_dir"] = str(self.run_dir)
+        lines = use_lines(config.run.progress)
+        if (lines or config.run.progress == "none") and trainer_config.get("enable_progress_bar") is None:
+            kwargs["enable_progress_bar"] = False
         given = trainer_config.get("callbacks") or []
         kwargs["callbacks"] = [
             *(given if isinstance(given, list) else [given]),
@@ -186,6 +177,7 @@ class LitTasksCLI(LightningCLI):
               if config.run.activation_checkpointing or config.run.compile else []),
             RequeueOnSignal(max_requeues=config.run.max_requeues),
             NonFiniteLoss(config.run.skip_nonfinite_loss),
+            *([ProgressLines(config.run.progress_every_n_steps)] if lines else []),
             EndRanksOnFailure(),
         ]
         trainer = super().instantiate_trainer(**kwargs)
@@ -247,17 +239,6 @@ class LitTasksCLI(LightningCLI):
             print("  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(headline.items())))
 
 
-# Commands beside LightningCLI's: name -> module with a `main(argv)`, imported when used.
-COMMANDS = {
-    "export": "lit_tasks.export",
-    "sweep": "lit_tasks.sweep",
-    "slurm": "lit_tasks.slurm",
-    "runs": "lit_tasks.runs",
-    "tokenizer": "lit_tasks.train_tokenizer",
-    "generate": "lit_tasks.generate_text",
-}
-
-
 def leave_process_group() -> None:
     """Shut the DDP process group down once the command is done. Lightning leaves it open; a
     gloo group still open when the interpreter exits can abort the process ("terminate called
@@ -269,27 +250,7 @@ def leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> None:
-    from_command_line = argv is None
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE, end="")
-        return
-    inherited = runs.ENV_VAR in os.environ
-    try:
-        if argv[0] in COMMANDS:
-            importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
-        else:
-            LitTasksCLI(args=None if from_command_line else argv)
-            leave_process_group()
-    except Exception as exc:
-        user_error = find_user_error(exc)
-        failure = str(exc) if isinstance(exc, TrainingError) else failure_message(exc)
-        if user_error is None and failure is None:
-            raise
-        message = user_message(user_error) if user_error is not None else failure
-        sys.stderr.write(f"lit_tasks: error: {process_label()}{message}\n")
-        sys.exit(2 if user_error is not None else 1)
-    finally:
-        if not inherited:
-            os.environ.pop(runs.ENV_VAR, None)
+def run(argv: list[str] | None) -> None:
+    """fit/validate/test/predict through LightningCLI (argv None: sys.argv, as jsonargparse reads it)."""
+    LitTasksCLI(args=argv)
+    leave_process_group()

@@ -110,7 +110,7 @@ def loop(runs: str, repeats: int, *args: str) -> None:
     loop, and the process group is made anew for each command."""
     import warnings
 
-    from lit_tasks.cli import main
+    from lit_tasks.commands import main
     from lit_tasks.run_dir import ENV_VAR
 
     # sys.argv stays as it is: Lightning's launcher starts rank 1 with it

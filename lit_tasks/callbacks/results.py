@@ -4,10 +4,15 @@
      "metrics": {"val/acc": .., "test/acc": ..},
      "best": {"monitor": "val/acc", "mode": "max", "score": .., "epoch": .., "metrics": {..}},
      "checkpoints": {"best": "...", "last": "..."}, "config": {...}, "seed": 42,
-     "versions": {...}, "wall_time_s": {"fit": ..}, "throughput": {"train_samples_per_s": ..},
+     "versions": {...}, "hardware": {...}, "wall_time_s": {"fit": ..},
+     "throughput": {"train_samples_per_s": ..},
      "skipped_samples": {"count": 0, "paths": []}, "history": [{"epoch": 0, ...}, ...],
      "skipped_steps": {"count": 0, "steps": [], "allowed": 0}}
 
+`hardware` is what each command ran on, by command as `wall_time_s` ({"fit": {..}, "test":
+{..}}; the model card of `export` shows the fit's): {"cpu": model name, "cpu_cores": cores
+the process may use, "gpus": [names of the visible CUDA devices], "accelerator": "cpu",
+"cuda", ..., "devices": devices per node, "num_nodes", "precision", "host"}.
 `skipped_samples` counts distinct unreadable files met by global rank 0 (under DDP each
 rank meets its own shard's; the log of every rank names them).
 `skipped_steps` lists the training steps skipped for a non-finite loss
@@ -61,6 +66,29 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; `platform.processor()` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(trainer: L.Trainer) -> dict[str, Any]:
+    """What a command ran on, for results.json and the model card (see the module docstring)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+        if torch.cuda.is_available() else []
+    accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    return {"cpu": cpu_name(), "cpu_cores": cores, "gpus": gpus, "accelerator": accelerator,
+            "devices": trainer.num_devices, "num_nodes": trainer.num_nodes, "precision": str(trainer.precision),
+            "host": socket.gethostname()}
+
+
 def to_number(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
@@ -104,6 +132,7 @@ class ResultsWriter(Callback):
         self._train_samples = 0
         self._mark: float | None = None
         self._write_failed = False
+        self._hardware: dict[str, Any] | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _start(self, trainer: L.Trainer, stage: str) -> None:
@@ -217,6 +246,10 @@ class ResultsWriter(Callback):
         results["seed"] = self.seed
         results["versions"] = package_versions()
         results["world_size"] = trainer.world_size
+        if stage is not None:  # per command, as wall_time_s: a later test elsewhere keeps the fit's record
+            if self._hardware is None:  # read once: a file read and a CUDA query
+                self._hardware = hardware(trainer)
+            results.setdefault("hardware", {})[stage] = self._hardware
         if self._train_seconds > 0:
             results["throughput"] = {"train_samples_per_s": round(self._train_samples / self._train_seconds, 2)}
         results["skipped_samples"] = {"count": len(self.skipped), "paths": sorted(self.skipped)[:MAX_LISTED_SKIPS]}

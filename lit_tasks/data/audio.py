@@ -123,25 +123,12 @@ class AudioCollate:
 class AudioDataModule(SplitDataModule):
     """Audio classification, transcription or unlabelled data, yielding model-agnostic batches.
 
-    ``task``: ``"classification"`` (a label per clip), ``"transcription"`` (a transcript per
-    clip) or ``"unlabelled"`` (audio only, e.g. for wav2vec2 contrastive pretraining:
-    ``lit_tasks.tasks.Wav2Vec2Pretraining``).
-
-    Sources: ``train_file`` / ``val_file`` / ``test_file`` / ``predict_file`` manifests (CSV
-    with a header, or JSONL) with ``path_column`` plus ``label_column`` (classification) or
-    ``text_column`` (transcription; unlabelled needs the path column only and ignores the
-    others), and optionally ``duration`` (seconds); relative paths resolve against the
-    manifest's folder. A split may be a list of manifests, read one after the other (e.g. the
-    train files of two corpora). Or ``root``: for classification the class-folder layout
-    ``root/{train,val,test}/<class name>/**/*.{wav,flac,ogg,mp3}``; for unlabelled any audio
-    file under ``root/{train,val,test}``, recursively (sub-folders allowed, their names
-    ignored). Predict reads ``predict_file`` (paths only) or, without it, the test split.
+    Sources: manifests (``train_file`` / ``val_file`` / ``test_file`` / ``predict_file``) or a
+    folder layout (``root``); what a row holds depends on ``task``.
 
     Every clip is decoded with soundfile, mixed down to mono, resampled to ``sampling_rate``
     (``scipy.signal.resample_poly``) and, with ``normalize``, scaled to zero mean and unit
-    variance per utterance (as wav2vec2 feature extractors do). ``preprocessor`` (a checkpoint
-    folder or its ``preprocessor_config.json``) overrides ``sampling_rate`` and ``normalize``
-    with the checkpoint's ``sampling_rate`` / ``do_normalize``.
+    variance per utterance.
 
     Batches (train, val, test and predict alike)::
 
@@ -158,34 +145,21 @@ class AudioDataModule(SplitDataModule):
         }                   (unlabelled batches have neither "labels" nor "text")
 
     Transcripts (transcription) are the CTC targets (`lit_tasks.data.transcripts`): normalised
-    (``case``: "lower", "upper" or "keep"; the characters of ``remove_chars`` deleted; whitespace
-    collapsed), then encoded with the character vocabulary: ``vocab`` (a vocab.json or a folder
-    with one), else the one of the ``preprocessor`` checkpoint (an HF folder's vocab.json, or a
-    lit_tasks speech-recognition .ckpt), else one built from the normalised train transcripts
-    ("<pad>", "<unk>", ``word_delimiter``, then the characters in sorted order; the pad token is
-    the CTC blank). ``vocab`` and ``vocab_size`` are set right after construction (the CLI links
-    ``vocab_size`` into the model's CTC head). A character still outside the vocabulary is
-    handled by ``oov``: "error" stops at set-up with a DataError naming the manifest file, row
-    and character; "unk" encodes it as the unknown token (the vocabulary needs one) and "drop"
-    deletes it; both count such characters per split (``report[split]["oov"]``) and warn.
+    (``case``, ``remove_chars``, whitespace collapsed), then encoded with the character
+    vocabulary (``vocab``); one built from the train transcripts is "<pad>", "<unk>",
+    ``word_delimiter``, then the characters in sorted order, the pad token being the CTC blank.
+    ``vocab`` and ``vocab_size`` are set right after construction (the CLI links ``vocab_size``
+    into the model's CTC head); a character outside the vocabulary is handled by ``oov``.
 
-    ``max_duration`` (seconds) with ``long_clips``: ``"crop"`` cuts longer clips to a random
-    window in train (seeded per sample and epoch, so a resumed run crops alike) and the centre window in eval (not for transcription: a crop
-    would no longer match its transcript); ``"filter"`` drops them from every split; ``"error"``
-    raises a DataError naming the clip. Crops and drops are counted in :attr:`report` and logged.
-
-    ``speed_perturbation`` = [low, high] (e.g. [0.9, 1.1]) plays every training clip at a random
-    speed in that range, tempo and pitch together (Ko et al. 2015), which makes a model trained on
-    few speakers generalise to new voices; transcripts and labels stay valid. Eval is untouched.
-
-    Clips whose header cannot be read (corrupt, truncated, 0 samples, a sampling rate outside
-    1-768 kHz) fail at set-up with a DataError naming file and row; with ``skip_bad_audio`` they
-    are dropped there (counted, warned, listed in ``report``) and clips that fail to decode later
-    appear in ``"skipped"``. NaN or infinite samples (float WAV/FLAC can hold them) are found
-    when a clip is decoded: a :class:`~lit_tasks.data.audio_sources.BadAudioError` naming the
-    file and row, or with ``skip_bad_audio`` a clip left out of its batch and listed in
-    ``"skipped"``; they never reach a batch. A manifest ``duration`` spares the header read at
-    set-up, so with it every bad clip is found when decoded.
+    Clips longer than ``max_duration`` are cropped, dropped or an error (``long_clips``), counted
+    in :attr:`report` and logged. Clips whose header cannot be read (corrupt, truncated, 0
+    samples, a sampling rate outside 1-768 kHz) fail at set-up with a DataError naming file and
+    row, or are dropped there (``skip_bad_audio``). NaN or infinite samples (float WAV/FLAC can
+    hold them) are found when a clip is decoded: a
+    :class:`~lit_tasks.data.audio_sources.BadAudioError` naming the file and row, or with
+    ``skip_bad_audio`` a clip left out of its batch and listed in ``"skipped"``; they never
+    reach a batch. A manifest ``duration`` spares the header read at set-up, so with it every
+    bad clip is found when decoded.
 
     Training batches come from the project's resumable loader (``samplers.split_loader``): the
     order is a function of (seed, epoch), the position inside the epoch is checkpointed, and a
@@ -199,6 +173,64 @@ class AudioDataModule(SplitDataModule):
     ``label_names`` (sorted unique train labels or class folder names) and ``num_classes`` are
     set right after construction for classification, and only then (use :meth:`transcripts` to
     build a vocabulary).
+
+    Args:
+        train_file: the train manifest: CSV (with a header) or JSONL with path_column, the
+            label or text column (by task; unlabelled: the path only) and optionally
+            duration (seconds); relative paths resolve against the manifest's folder. A
+            list: several manifests read one after the other (e.g. two corpora).
+        val_file: the validation manifest(s), like train_file (needs train_file); None: none.
+        test_file: the test manifest(s), like train_file (needs train_file); None: none.
+        predict_file: a manifest of the clips to predict (path_column only); None: predict
+            reads the test split.
+        root: a folder layout instead of manifests: for classification
+            root/{train,val,test}/<class name>/**/*.{wav,flac,ogg,mp3}; for unlabelled any
+            audio file under root/{train,val,test}, recursively (sub-folder names ignored).
+            Not for transcription.
+        task: "classification" (a label per clip), "transcription" (a transcript per clip,
+            the CTC targets) or "unlabelled" (audio only, e.g. for wav2vec2 contrastive
+            pretraining: lit_tasks.tasks.Wav2Vec2Pretraining).
+        path_column: the manifests' column of the audio file path.
+        label_column: the manifests' column of the class label (classification).
+        text_column: the manifests' column of the transcript (transcription).
+        vocab: transcription: the character vocabulary, a vocab.json or a folder holding one.
+            None: the preprocessor's (an HF folder's vocab.json, or a lit_tasks
+            speech-recognition .ckpt), else one built from the normalised train transcripts.
+        word_delimiter: the vocabulary token that stands for the space between words.
+        case: transcripts are lowercased ("lower"), uppercased ("upper") or kept as written
+            ("keep") before encoding.
+        remove_chars: the characters deleted from transcripts before encoding; "": none.
+        oov: a transcript character outside the vocabulary: "error" stops at set-up with a
+            DataError naming the manifest file, row and character; "unk" encodes it as the
+            unknown token (the vocabulary needs one); "drop" deletes it. unk and drop count
+            such characters per split (report[split]["oov"]) and warn.
+        sampling_rate: the rate (Hz) every clip is resampled to; a preprocessor's
+            sampling_rate replaces it.
+        normalize: scale every clip to zero mean and unit variance (as wav2vec2 feature
+            extractors do); a preprocessor's do_normalize replaces it.
+        preprocessor: an HF checkpoint folder, its preprocessor_config.json or a lit_tasks
+            .ckpt, whose sampling_rate / do_normalize replace the arguments and whose
+            vocabulary is used when vocab is None; the CLI links model.init_from here.
+        max_duration: the longest clip, in seconds (long_clips says what happens to longer
+            ones); None: no limit.
+        long_clips: a clip longer than max_duration: "crop" cuts it to a random window in
+            train (seeded per sample and epoch, so a resumed run crops alike) and the centre
+            window in eval (not for transcription: a crop would no longer match its
+            transcript); "filter" drops it from every split; "error" raises a DataError
+            naming the clip.
+        batch_size: clips per training batch (on each process under data parallelism).
+        eval_batch_size: clips per val/test/predict batch; None: batch_size.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        bucket_by_length: batch training clips of similar length together and run val/test
+            in length order (less padding, same metrics); False: train shuffles plainly and
+            eval keeps file order.
+        skip_bad_audio: drop clips that cannot be read (counted, warned, listed in
+            report) or decoded (listed in the batch's "skipped") instead of stopping with
+            a DataError naming the file and row.
+        speed_perturbation: [low, high] speed factors, e.g. [0.9, 1.1]: every training clip is
+            played at a random speed in that range, tempo and pitch together (Ko et al. 2015),
+            which helps a model trained on few speakers generalise to new voices; transcripts
+            and labels stay valid and eval is untouched. None: off.
     """
 
     def __init__(

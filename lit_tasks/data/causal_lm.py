@@ -156,29 +156,16 @@ class CausalCollate:
 class CausalLMDataModule(TextSplitDataModule):
     """Causal language modelling batches from a text corpus, and prompts for ``predict``.
 
-    Sources (one of):
-
-    - ``train_file`` / ``val_file`` / ``test_file``: UTF-8 text with blank lines between
-      documents (lines kept as written), or CSV/JSONL with one document per row in
-      ``text_column``;
-    - ``hf_dataset``: a ``DatasetDict.save_to_disk`` folder (splits ``train``, ``validation`` or
-      ``val``, ``test``) with a ``text_column`` of documents.
-
-    ``predict_file``: prompts to continue, one per line (text) or per row (CSV/JSONL,
-    ``text_column``); without it predict continues the beginnings of the test documents.
+    Sources (one of): ``train_file`` / ``val_file`` / ``test_file``, UTF-8 text with blank lines
+    between documents (lines kept as written), or CSV/JSONL with one document per row in
+    ``text_column``; or ``hf_dataset`` with a ``text_column`` of documents.
 
     Tokenizer (one of): ``tokenizer``, a folder holding ``tokenizer.json`` or ``vocab.json`` +
     ``merges.txt`` (a downloaded GPT-2's, or one written by ``python -m lit_tasks tokenizer
-    --type bpe``); or ``train_tokenizer_vocab_size``: a byte-level BPE of that size is trained on
-    the train split and kept in ``cache_dir`` (see ``trained_tokenizer``). The end-of-text token
-    (``eos``) separates documents; a tokenizer without a pad token pads with it (GPT-2's), the
-    attention mask telling padding apart. ``vocab_size`` is linked into ``model.vocab_size``.
-
-    ``packing``: "blocks" (default) packs documents, each followed by end-of-text, into blocks of
-    ``max_length`` tokens (GPT-2's pretraining); "rows" keeps one document per row (with its
-    end-of-text token, so that the model learns to stop), cut to ``max_length`` and counted in
-    ``truncated``. ``prompt_length``: predict keeps the first that many tokens of a test document
-    as its prompt (without ``predict_file``).
+    --type bpe``); or ``train_tokenizer_vocab_size``: a byte-level BPE of that size trained on
+    the train split (see ``trained_tokenizer``). The end-of-text token (``eos``) separates
+    documents; a tokenizer without a pad token pads with it (GPT-2's), the attention mask
+    telling padding apart. ``vocab_size`` is linked into ``model.vocab_size``.
 
     Batches::
 
@@ -188,6 +175,24 @@ class CausalLMDataModule(TextSplitDataModule):
           "labels":         (B, T) int64, the input ids, -100 on padding (not for predict),
           "ids":            B row names ("<file>#<row or line>"),
         }
+
+    Args:
+        text_column: the column (CSV header, JSONL key or HF column) holding a document (or a
+            prompt in a CSV/JSONL predict_file); plain-text files have none.
+        predict_file: prompts to continue, one per non-blank line (text) or per row (CSV/JSONL,
+            text_column), kept whole; None: predict continues the beginnings of the test
+            documents (prompt_length).
+        packing: "blocks" packs the documents, each followed by end-of-text, into blocks of
+            max_length tokens (GPT-2's pretraining: nothing padded but the last block's tail);
+            "rows" keeps one document per row with its end-of-text (so the model learns to
+            stop), cut to max_length (counted in truncated) and padded.
+        max_length: tokens per block ("blocks"), or the most per row ("rows"), end-of-text
+            tokens included.
+        prompt_length: without predict_file, the tokens at the start of each test document
+            that predict keeps as its prompt.
+        train_file, val_file, test_file, hf_dataset, tokenizer, preprocessor,
+            train_tokenizer_vocab_size, batch_size, eval_batch_size, num_workers, cache_dir:
+            see TextSplitDataModule.
     """
 
     cache_name, arrays = "clm", TokenRows

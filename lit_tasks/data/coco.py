@@ -328,25 +328,11 @@ def hf_categories(ds, folder: str, split_name: str) -> dict[int, str]:
 class CocoDetectionDataModule(SplitDataModule):
     """Object detection data in COCO format, yielding padded batches with box targets.
 
-    Sources (give ``root``, per-split paths, or ``hf_dataset``):
-
-    - ``root``: ``root/{train,val,test}/`` images and ``root/annotations/{train,val,test}.json``
-      (COCO instances; ``file_name`` relative to the split's images folder), the layout of
-      ``demo_data/pasted_objects``;
-    - ``train_images`` + ``train_annotations`` (and ``val_*``, ``test_*``): an images folder and
-      its COCO instances json per split (e.g. COCO 2017's ``train2017/`` and
-      ``annotations/instances_train2017.json``); given paths win over ``root``'s for that split;
-    - ``hf_dataset``: a ``DatasetDict.save_to_disk`` folder with splits ``train``, ``validation``
-      (or ``val``) and ``test``, an ``image_column`` (Image or path), an optional ``image_id``
-      column (default: the row number) and ``objects`` with ``bbox`` [x, y, w, h] and ``category``
-      (a ClassLabel: category ids are its indices, names its names; integers: the ids of the train
-      split, named by their id), optional ``id`` (default: numbered from 1 per split), ``area``
-      (default w * h) and ``iscrowd`` (default 0). Image sizes are read from the images.
-
-    ``train`` is needed for fit, ``val`` for fit/validate, ``test`` for test. Predict reads every
-    image under ``predict_dir`` (recursive; no targets, image id -1) or, without it, the test split.
-    The categories are those of the first split that exists (train, val, test); the others must
-    have the same (id, name) pairs.
+    Sources: give ``root``, per-split paths (``train_images`` + ``train_annotations``, ...) or
+    ``hf_dataset``. ``train`` is needed for fit, ``val`` for fit/validate, ``test`` for test.
+    Predict reads every image under ``predict_dir`` (no targets, image id -1) or, without it,
+    the test split. The categories are those of the first split that exists (train, val,
+    test); the others must have the same (id, name) pairs.
 
     Batches (:class:`~lit_tasks.data.targets.TargetsCollate`'s)::
 
@@ -363,19 +349,11 @@ class CocoDetectionDataModule(SplitDataModule):
         }
 
     Transforms (docs/image_targets.md): DETR's (Carion et al. 2020, sec. 4 "Technical details"),
-    by default with sizes scaled by 0.16 (800 -> 128) for small images. Train: ``HFlip`` (when
-    ``hflip``), then with probability 1/2 each ``ResizeShorter(scales, max_size)`` or
-    ``ResizeShorter(crop_scales)`` + ``RandomCrop(*crop_size)`` + ``ResizeShorter(scales, max_size)``.
-    Eval: ``ResizeShorter([eval_size], max_size)``. Defaults (DETR's own in brackets; give those
-    for COCO itself): ``scales`` 80..128 by 8 (480..800 by 32), ``max_size`` 213 (1333),
-    ``crop_scales`` 64, 80, 96 (400, 500, 600), ``crop_size`` 64..96 (384..600), ``eval_size`` 128
-    (800). ``image_mean`` / ``image_std`` (default ImageNet's), ``eval_size`` and ``max_size``
-    default to those of a ``preprocessor`` checkpoint's ``preprocessor_config.json`` when one is
-    given (``size: {"shortest_edge", "longest_edge"}`` of a DETR image processor).
-
-    Loading: ``batch_size`` (train), ``eval_batch_size`` (val/test/predict; default batch_size),
-    ``num_workers`` loader processes. Random draws depend on (seed, epoch, index) only: ``seed``
-    (None: the run's ``seed_everything``) fixes the training order and every augmentation,
+    by default with sizes scaled by 0.16 (800 -> 128) for small images; give DETR's own (in the
+    Args) for COCO itself. Train: ``HFlip`` (when ``hflip``), then with probability 1/2 each
+    ``ResizeShorter(scales, max_size)`` or ``ResizeShorter(crop_scales)`` +
+    ``RandomCrop(*crop_size)`` + ``ResizeShorter(scales, max_size)``. Eval:
+    ``ResizeShorter([eval_size], max_size)``. Random draws depend on (seed, epoch, index) only,
     whatever ``num_workers``, and a run resumed mid-epoch continues with the very same batches.
 
     Targets: labels are contiguous indices into ``label_names`` (category names ordered by
@@ -385,6 +363,56 @@ class CocoDetectionDataModule(SplitDataModule):
     (``box_policy: clip``) or a DataError (``error``); within one pixel it is clipped silently.
     Images without annotations are kept, with no boxes. :meth:`coco_ground_truth` gives the
     COCO dict a split is scored against: the json as read, or one built from the HF split.
+
+    Args:
+        root: a folder with root/{train,val,test}/ images and
+            root/annotations/{train,val,test}.json (COCO instances; file_name relative
+            to the split's images folder), the layout of demo_data/pasted_objects.
+        train_images: the train images folder (e.g. COCO 2017's train2017/), given with
+            train_annotations; wins over root's for that split.
+        train_annotations: the train split's COCO instances json (e.g.
+            annotations/instances_train2017.json), file_name relative to train_images.
+        val_images: the validation images folder, given with val_annotations.
+        val_annotations: the validation split's COCO instances json.
+        test_images: the test images folder, given with test_annotations.
+        test_annotations: the test split's COCO instances json.
+        hf_dataset: a DatasetDict.save_to_disk folder (not with the json sources) with
+            the splits train, validation (or val) and test: image_column, an optional
+            image_id column (default: the row number) and objects with bbox [x, y,
+            w, h] and category (a ClassLabel: ids are its indices, names its names;
+            integers: the ids of the train split, named by their id), optional id
+            (default: numbered from 1 per split), area (default w * h) and iscrowd
+            (default 0). Image sizes are read from the images.
+        image_column: hf_dataset's column of the image: an HF Image, or a path string.
+        predict_dir: a folder whose images (recursive) predict reads; None: predict reads the
+            test split.
+        scales: the shorter-side sizes (pixels) a training image is resized to, one drawn per
+            image; default 80..128 by 8 (DETR: 480..800 by 32).
+        max_size: the cap (pixels) on the longer side when resizing to scales or eval_size.
+            None: the preprocessor's longest_edge (or max_size), else 213 (DETR: 1333).
+        crop_scales: the shorter-side sizes (pixels) before the random crop, one drawn per
+            image; default 64, 80, 96 (DETR: 400, 500, 600).
+        crop_size: [min, max] width and height (pixels) of the random crop, each drawn in
+            that range; default 64..96 (DETR: 384..600).
+        eval_size: the shorter side (pixels) val/test/predict images are resized to. None:
+            the preprocessor's shortest_edge, else 128 (DETR: 800).
+        hflip: flip training images (and their boxes) horizontally with probability 1/2.
+        image_mean: the per-channel (R, G, B) mean subtracted from pixels scaled to 0..1.
+            None: the preprocessor's, else ImageNet's.
+        image_std: the per-channel (R, G, B) standard deviation the pixels are divided by
+            (all > 0). None: the preprocessor's, else ImageNet's.
+        preprocessor: an HF (DETR) checkpoint folder, its preprocessor_config.json or a
+            lit_tasks .ckpt, whose values fill eval_size / max_size / image_mean / image_std
+            where they are None (explicit values win); the CLI links model.init_from here.
+        size_divisor: the padded batch's height and width are rounded up to a multiple of
+            this (e.g. a backbone's stride); 1: no rounding.
+        box_policy: a box reaching more than one pixel outside its image: "clip" clips it
+            (counted, warned); "error" raises a DataError naming the annotation.
+        batch_size: images per training batch (on each process under data parallelism).
+        eval_batch_size: images per val/test/predict batch; None: batch_size.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        seed: fixes the training order and every augmentation; None: the run's
+            seed_everything.
     """
 
     def __init__(

@@ -354,12 +354,10 @@ class DenoisingDataModule(TextSplitDataModule):
     ``text_column`` (its lines are its sentences); or ``hf_dataset``, a
     ``DatasetDict.save_to_disk`` folder with a ``text_column`` of documents.
 
-    Tokenizer: ``tokenizer`` (a folder); or ``train_tokenizer_vocab_size``: one is trained on the
-    train split's sentences and kept in ``cache_dir`` (BART's byte-level BPE for "bart", T5's
-    SentencePiece Unigram with 100 sentinels for "t5"); or ``preprocessor`` (linked from
-    ``model.init_from``). ``objective`` "bart" needs bos, eos, pad and mask tokens; "t5" needs
-    pad, eos and sentinels (``<extra_id_0>``, ...: ``Tokenizer.sentinels``), at least as many
-    as the spans of the longest row.
+    Tokenizer: ``tokenizer``, one trained on the train split's sentences
+    (``train_tokenizer_vocab_size``) or the ``preprocessor``'s. ``objective`` "bart" needs bos,
+    eos, pad and mask tokens; "t5" needs pad, eos and sentinels (``<extra_id_0>``, ...:
+    ``Tokenizer.sentinels``), at least as many as the spans of the longest row.
 
     Rows and noise:
 
@@ -389,6 +387,30 @@ class DenoisingDataModule(TextSplitDataModule):
           "labels":         (B, T) int64, what the decoder predicts, padded with -100,
           "index":          (B,) int64, the row of the split,
         }
+
+    Args:
+        text_column: the column (CSV header, JSONL key or HF column) holding a document, its
+            lines its sentences; plain-text files have none.
+        objective: "bart": sentence permutation and text infilling (mask_ratio, poisson_lambda,
+            permute_sentences); "t5": span corruption with sentinels (noise_density,
+            mean_span_length).
+        max_length: the most tokens of an input row: <s> and </s> included (bart), the
+            corrupted text with its sentinels and </s> (t5).
+        mask_ratio: bart: the share of a row's n tokens (<s> and </s> not counted)
+            that is masked, round(mask_ratio * n) exactly; 0 < mask_ratio < 1.
+        poisson_lambda: bart: the mean length (tokens) of a masked span, Poisson distributed;
+            each span becomes one <mask>.
+        permute_sentences: bart: shuffle the sentences of a row before infilling; False:
+            infilling only.
+        noise_density: t5: the share of a row's tokens corrupted (T5's 0.15); 0 < density < 1.
+        mean_span_length: t5: the mean length (tokens) of a corrupted span (T5's 3), >= 1; each
+            span becomes one sentinel.
+        train_tokenizer_vocab_size: train a tokenizer of this many tokens on the train split's
+            sentences, kept in cache_dir (required), instead of loading one: BART's byte-level
+            BPE (bart) or T5's SentencePiece Unigram with 100 sentinels (t5); not with
+            tokenizer. None: load tokenizer (or the preprocessor's).
+        train_file, val_file, test_file, hf_dataset, tokenizer, preprocessor, batch_size,
+            eval_batch_size, num_workers, cache_dir: see TextSplitDataModule.
     """
 
     cache_name, arrays = "denoise", Corpus

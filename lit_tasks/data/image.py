@@ -157,17 +157,9 @@ def _size_pair(value: int | list[int] | tuple[int, ...]) -> tuple[int, int]:
 class ImageDataModule(SplitDataModule):
     """Image classification data from one of three sources, yielding model-agnostic batches.
 
-    Sources (give exactly one of ``root``, ``train_file`` or ``hf_dataset``):
-
-    - ``root``: image-folder layout ``root/{train,val,test}/<class name>/<image files>``
-      (recursive; the class folders of every split must match train's);
-    - ``train_file`` / ``val_file`` / ``test_file``: CSV (with a header) or JSONL files with
-      ``path_column`` and ``label_column``; relative paths resolve against the file's folder;
-    - ``hf_dataset``: a ``DatasetDict.save_to_disk`` folder with ``train``, ``validation``
-      (or ``val``) and ``test`` splits, ``image_column`` and ``label_column``.
-
-    ``train`` is required; ``val`` for fit/validate; ``test`` for test. Predict reads every image
-    under ``predict_dir`` (recursive) or, without it, the test split.
+    Sources: give exactly one of ``root`` (an image-folder layout), ``train_file`` (CSV/JSONL
+    manifests) or ``hf_dataset``. ``train`` is required; ``val`` for fit/validate; ``test`` for
+    test. Predict reads ``predict_dir`` or, without it, the test split.
 
     Batches (train, val, test and predict alike)::
 
@@ -183,18 +175,52 @@ class ImageDataModule(SplitDataModule):
 
     Images of every PIL mode become RGB: alpha is composited on **white**; 16-bit greyscale is
     scaled 65535 -> 255. Eval resizes (bilinear) to ``image_size``; train takes a random resized
-    crop (``random_resized_crop`` area range, aspect 3/4..4/3; None = plain resize) and a random
-    horizontal flip (``hflip``). Training order and augmentation are a function of the run's
-    seed, the epoch and the sample index only (:class:`~lit_tasks.data.samplers.ResumableSampler`),
-    whatever ``num_workers``, and a run resumed mid-epoch continues with the very same batches.
-
-    ``image_size`` / ``image_mean`` / ``image_std`` default to the ``preprocessor`` checkpoint's
-    ``preprocessor_config.json`` when one is given, else 224 and the ImageNet statistics.
+    crop (``random_resized_crop``) and a random horizontal flip (``hflip``). Training order and
+    augmentation are a function of the run's seed, the epoch and the sample index only
+    (:class:`~lit_tasks.data.samplers.ResumableSampler`), whatever ``num_workers``, and a run
+    resumed mid-epoch continues with the very same batches.
 
     ``label_names`` (sorted class folder names, sorted unique train labels, or the ClassLabel
     names) and ``num_classes`` are available right after construction, for linking into the
     model. Under multi-process data parallelism val/test/predict loaders use an unpadded
     distributed sampler, so every sample is evaluated exactly once.
+
+    Args:
+        root: an image-folder layout root/{train,val,test}/<class name>/<image files>
+            (recursive); the class folders of every split must match train's. None: use
+            train_file or hf_dataset.
+        train_file: the train manifest, CSV (with a header) or JSONL with path_column and
+            label_column; relative paths resolve against the file's folder. Its labels are
+            the classes.
+        val_file: the validation manifest, like train_file (needs train_file); None: none.
+        test_file: the test manifest, like train_file (needs train_file); None: none.
+        path_column: the manifests' column of the image path.
+        label_column: the column of the class (a name or an integer) in the manifests or in
+            hf_dataset (an HF ClassLabel gives its names and order).
+        hf_dataset: a DatasetDict.save_to_disk folder with the splits train, validation
+            (or val) and test, holding image_column and label_column.
+        image_column: hf_dataset's column of the image: an HF Image, or a path string
+            (relative: to the hf_dataset folder).
+        predict_dir: a folder whose images (recursive) predict reads, unlabelled; None:
+            predict reads the test split.
+        image_size: the size the model sees, in pixels: one integer (square) or [height,
+            width]. None: the preprocessor's (crop_size, else size), else 224.
+        image_mean: the per-channel (R, G, B) mean subtracted from pixels scaled to 0..1.
+            None: the preprocessor's, else ImageNet's.
+        image_std: the per-channel (R, G, B) standard deviation the pixels are divided by
+            (all > 0). None: the preprocessor's, else ImageNet's.
+        preprocessor: an HF checkpoint folder, its preprocessor_config.json or a lit_tasks
+            .ckpt, whose values fill image_size / image_mean / image_std where they are None
+            (explicit values win); the CLI links model.init_from here.
+        random_resized_crop: [min, max] share of the image area a training crop covers
+            (aspect 3/4..4/3, then resized to image_size), 0 < min <= max <= 1; None: training
+            images are resized as in eval.
+        hflip: flip training images horizontally with probability 1/2.
+        batch_size: images per training batch (on each process under data parallelism).
+        eval_batch_size: images per val/test/predict batch; None: batch_size.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        skip_bad_images: leave an image that cannot be decoded out of its batch (warned,
+            listed in the batch's "skipped"); False: it stops the run with a DataError naming it.
     """
 
     def __init__(

@@ -362,19 +362,16 @@ class MaskedLMDataModule(TextSplitDataModule):
 
     Tokenizer (one of): ``tokenizer``, a folder holding ``tokenizer.json`` or ``vocab.txt`` (a
     checkpoint's, or one written by ``python -m lit_tasks tokenizer``); or
-    ``train_tokenizer_vocab_size``: a lowercasing WordPiece tokenizer of that size is trained on
-    the train split and kept in ``cache_dir/tokenizer-<fingerprint>/`` (reused while the train
-    data is unchanged; the folder is logged and is a valid ``tokenizer`` for later runs).
-    ``vocab_size`` is the tokenizer's; the CLI links it into ``model.vocab_size``.
+    ``train_tokenizer_vocab_size``: a WordPiece tokenizer trained on the train split (the folder
+    is logged and is a valid ``tokenizer`` for later runs). ``vocab_size`` is the tokenizer's;
+    the CLI links it into ``model.vocab_size``.
 
-    Sequences are built once per split: without ``nsp``, ``[CLS] s1 s2 ... [SEP]`` from
-    consecutive sentences of one document, up to ``max_length`` pieces (a longer sentence is
-    cut into parts, nothing is dropped); with ``nsp``, ``[CLS] A [SEP] B [SEP]`` pairs, B the
-    true continuation of A or (half the time) a segment of another document (see
-    :func:`pack_pairs`; pairs cut to fit are counted in ``truncated``). Train pairs depend on
-    the run's seed; val/test pairs and masks do not (fixed for comparable metrics). Masking is
-    dynamic: see :class:`MaskingCollate` (``mlm_probability``, ``whole_word_mask``); training
-    masks are seeded per run seed, epoch and sample by the resumable training sampler
+    Sequences are built once per split from consecutive sentences of one document, up to
+    ``max_length`` pieces (a longer sentence is cut into parts, nothing is dropped); ``nsp``
+    pairs: see :func:`pack_pairs` (pairs cut to fit are counted in ``truncated``). Train pairs
+    depend on the run's seed; val/test pairs and masks do not (fixed for comparable metrics).
+    Masking is dynamic: see :class:`MaskingCollate` (``mlm_probability``, ``whole_word_mask``);
+    training masks are seeded per run seed, epoch and sample by the resumable training sampler
     (:mod:`lit_tasks.data.samplers`), so a run resumed mid-epoch sees the masks it would have.
 
     Batches::
@@ -390,6 +387,22 @@ class MaskedLMDataModule(TextSplitDataModule):
     ``cache_dir`` keeps each tokenised split in a file named by a fingerprint of the data, the
     tokenizer files and ``text_column``. Under data parallelism training order is sharded by
     rank and val/test rows are each evaluated once.
+
+    Args:
+        text_column: the column (CSV header, JSONL key or HF column) holding a document, its
+            lines its sentences; plain-text files have none.
+        train_tokenizer_vocab_size: train a lowercasing WordPiece tokenizer of this many tokens
+            on the train split, kept in cache_dir/tokenizer-<fingerprint>/ (cache_dir required)
+            and reused while the train data is unchanged. Give exactly one of this and
+            tokenizer.
+        nsp: next-sentence prediction: rows are [CLS] A [SEP] B [SEP] pairs, B the true
+            continuation of A or, half the time, a segment of another document, with a
+            next_sentence_label; False: [CLS] sentences... [SEP] rows, masked LM only.
+        mlm_probability: the share of a row's non-special pieces chosen for prediction (at
+            least one), of which 80% become [MASK], 10% a random token, 10% stay; 0 < p < 1.
+        whole_word_mask: choose whole words (every piece of a word) instead of single pieces.
+        train_file, val_file, test_file, hf_dataset, tokenizer, max_length, batch_size,
+            eval_batch_size, num_workers, cache_dir: see TextSplitDataModule.
     """
 
     cache_name, arrays, trained_tokenizer_kind = "mlm", Corpus, "WordPiece"

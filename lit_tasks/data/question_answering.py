@@ -298,22 +298,16 @@ class QuestionAnsweringDataModule(TextSplitDataModule):
 
     Sources (give ``train_file`` or ``hf_dataset``): ``train_file`` / ``val_file`` /
     ``test_file`` / ``predict_file`` in JSONL (a ``predict_file``, which needs no answers, may
-    also be CSV) with the columns ``id_column`` (None: the row ids "<file>#<line>"),
-    ``context_column``, ``question_column`` and ``answers_column`` (optional in
-    ``predict_file``); or ``hf_dataset``, a ``DatasetDict.save_to_disk`` folder with ``train``,
-    ``validation`` (or ``val``) and ``test`` splits in the same columns (SQuAD's layout).
+    also be CSV), or a saved HF ``DatasetDict`` in the same columns (SQuAD's layout).
 
     Each question and its context become ``[CLS] question [SEP] context [SEP]`` windows of at
     most ``max_length`` tokens; a long context is cut into several windows, consecutive ones
     sharing ``doc_stride`` tokens (the overlap, as in HF's run_qa). Training uses every window,
     with the first gold answer's start/end tokens as targets, or [CLS] (index 0) when the answer
     is not inside the window or the question has none. An answer whose text is not found at its
-    ``answer_start`` is a DataError naming the file and row; with ``skip_bad_answers`` the row
-    is left out instead, counted in ``skipped`` and logged.
+    ``answer_start`` is a DataError naming the file and row, or left out (``skip_bad_answers``).
 
-    The tokenizer is ``tokenizer`` or else the ``preprocessor`` checkpoint folder (the CLI
-    links ``model.init_from`` there). ``cache_dir`` keeps each tokenised split in a file named
-    by a fingerprint of the data, tokenizer and settings.
+    The tokenizer is ``tokenizer`` or else the ``preprocessor`` checkpoint folder's.
 
     Batches::
 
@@ -326,6 +320,23 @@ class QuestionAnsweringDataModule(TextSplitDataModule):
 
     Evaluation loaders keep each question's windows together and in order; under data
     parallelism each question's windows go to one process.
+
+    Args:
+        id_column: the column of the question ids (strings or integers, unique: answers are
+            collected per id); None: the row ids "<file>#<line>" (HF: "<dataset>/<split>#<row>").
+        context_column: the column of the context, the text the answer is taken from.
+        question_column: the column of the question.
+        answers_column: the column of the gold answers, {"text": [...], "answer_start": [...]}
+            or a list of {"text", "answer_start"} objects, answer_start counting characters of
+            the context from 0; empty lists: unanswerable (SQuAD v2). Optional in predict_file.
+        max_length: tokens per window, [CLS] question [SEP] context [SEP] included.
+        doc_stride: tokens of context that consecutive windows of a long context share;
+            0 <= doc_stride < max_length.
+        skip_bad_answers: leave out a row whose answer text is not at its answer_start
+            (counted per split in skipped and logged); False: a DataError naming the row.
+        train_file, val_file, test_file, predict_file, hf_dataset, tokenizer, preprocessor,
+            batch_size, eval_batch_size, num_workers, group_by_length, cache_dir: see
+            TextSplitDataModule.
     """
 
     cache_name, arrays = "qa", Windows

@@ -109,21 +109,15 @@ class Seq2SeqDataModule(TextSplitDataModule):
     """Source -> target pairs for summarization and translation.
 
     Sources (one of): ``train_file`` / ``val_file`` / ``test_file``, CSV (with a header) or JSONL
-    with the texts in ``source_column`` and ``target_column``; or ``hf_dataset``, a
-    ``DatasetDict.save_to_disk`` folder with those columns. ``predict_file`` needs the source
-    column only (without it predict reads the test split). An empty or missing source or target
-    is an error naming the file and row.
+    with the texts in ``source_column`` and ``target_column``; or ``hf_dataset``, a saved HF
+    ``DatasetDict`` with those columns. ``predict_file`` needs the source column only. An empty
+    or missing source or target is an error naming the file and row.
 
-    ``source_prefix`` goes before every source (T5's task prefixes, e.g. "summarize: ").
-    ``max_source_length`` / ``max_target_length``: tokens per side, special tokens included;
-    longer rows are cut (counted per split in ``truncated`` and logged, naming rows and sides).
-
-    Tokenizer (one of): ``tokenizer``, a folder (an HF checkpoint's, or one written by ``python -m
-    lit_tasks tokenizer``); ``train_tokenizer_vocab_size``: one of ``train_tokenizer_type`` is
-    trained on the train split's sources and targets and kept in ``cache_dir`` ("bart-bpe": BART's
-    byte-level BPE; "unigram": T5's SentencePiece Unigram with 100 sentinels). ``vocab_size`` is
-    linked into the model. ``source_lang`` / ``target_lang``: mBART's language codes (e.g. en_XX,
-    de_DE), which the tokenizer puts on each side; a code it lacks is an error.
+    Each side is cut to its length limit (``max_source_length`` / ``max_target_length``); cut
+    rows are counted per split in ``truncated`` and logged, naming rows and sides. The tokenizer
+    is ``tokenizer``, one trained on the train split's sources and targets
+    (``train_tokenizer_vocab_size``) or the ``preprocessor``'s; ``vocab_size`` is linked into
+    the model.
 
     Batches::
 
@@ -134,6 +128,28 @@ class Seq2SeqDataModule(TextSplitDataModule):
           "targets":        B target texts as written (not for predict),
           "index":          (B,) int64 row index in the split, "ids": B row names,
         }
+
+    Args:
+        source_column: the column (CSV header, JSONL key or HF column) of the source text.
+        target_column: the column of the target text; not read from predict_file.
+        source_prefix: text put before every source, e.g. T5's task prefix "summarize: ";
+            "": none.
+        train_tokenizer_vocab_size: train a tokenizer of this many tokens (of
+            train_tokenizer_type) on the train split's sources and targets, kept in cache_dir
+            (required), instead of loading one; not with tokenizer. None: load tokenizer (or
+            the preprocessor's).
+        train_tokenizer_type: what train_tokenizer_vocab_size trains: "bart-bpe", BART's
+            byte-level BPE; "unigram", T5's SentencePiece Unigram with 100 sentinels.
+        source_lang: mBART tokenizers only: the language code of the sources (e.g. en_XX),
+            which the tokenizer puts on that side; a code it lacks is an error. None: the
+            tokenizer's src_lang (tokenizer_config.json; default en_XX).
+        target_lang: mBART tokenizers only: the language code of the targets (e.g. de_DE).
+            None: source_lang when that is given, else the tokenizer's tgt_lang.
+        max_source_length: the most tokens of a source, special tokens included (>= 2).
+        max_target_length: the most tokens of a target, special tokens included (>= 2).
+        train_file, val_file, test_file, predict_file, hf_dataset, tokenizer, preprocessor,
+            batch_size, eval_batch_size, num_workers, group_by_length, cache_dir: see
+            TextSplitDataModule.
     """
 
     cache_name, arrays = "s2s", PairRows

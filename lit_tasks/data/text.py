@@ -237,32 +237,23 @@ class TextCollate:
 class TextDataModule(TextSplitDataModule):
     """Text classification data, tokenised once and padded per batch.
 
-    Sources (give ``train_file`` or ``hf_dataset``):
+    Sources (give ``train_file`` or ``hf_dataset``): CSV (with a header) or JSONL files with
+    ``text_column``, optionally ``text_pair_column``, and ``label_column`` (not needed in
+    ``predict_file``); or a saved HF ``DatasetDict``, where a ``ClassLabel`` (or sequence of
+    ``ClassLabel``) column gives the class names, in its own order.
 
-    - ``train_file`` / ``val_file`` / ``test_file`` / ``predict_file``: CSV (with a header) or
-      JSONL (``.jsonl`` / ``.ndjson``) with ``text_column``, optionally ``text_pair_column``, and
-      ``label_column`` (not needed in ``predict_file``);
-    - ``hf_dataset``: a ``DatasetDict.save_to_disk`` folder with ``train``, ``validation`` (or
-      ``val``) and ``test`` splits; a ``ClassLabel`` (or sequence of ``ClassLabel``) column
-      gives the class names, in its own order.
+    Labels: single-label rows hold one class name (or integer); with ``multi_label`` any number.
+    ``label_names`` (sorted unique train labels, numerically when all are integers, or the
+    ClassLabel names, keeping the dataset's numbering) and ``num_classes`` are available right
+    after construction; a val/test label that train lacks is a DataError naming its row.
 
-    Labels: single-label rows hold one class name (or integer). With ``multi_label`` a row holds
-    any number of labels: a JSON list, or in CSV a string split on ``label_separator`` (an empty
-    field means no label applies). ``label_names`` (sorted unique train labels, numerically
-    when all are integers, or the ClassLabel names) and ``num_classes`` are available right
-    after construction; a val/test label that train lacks is a DataError naming its row. With
-    ``hf_dataset``, a ``ClassLabel`` column keeps the dataset's names and numbering instead.
-
-    Texts are tokenised with ``tokenizer`` (a checkpoint folder holding ``tokenizer.json`` or
-    ``vocab.txt``; see :func:`lit_tasks.text.load_tokenizer`) or, when ``tokenizer`` is not
-    given, with the tokenizer of the ``preprocessor`` checkpoint folder (the CLI links
-    ``model.init_from`` there, so a fine-tuned checkpoint brings its own tokenizer; an explicit
-    ``tokenizer`` wins, as explicit arguments do over the preprocessor in ImageDataModule),
-    to at most ``max_length`` tokens,
+    Texts are tokenised with ``tokenizer`` or else the ``preprocessor`` checkpoint's (so a
+    fine-tuned checkpoint brings its own tokenizer; an explicit ``tokenizer`` wins, as explicit
+    arguments do over the preprocessor in ImageDataModule), to at most ``max_length`` tokens,
     special tokens included. A model trained from scratch (GPT-2 with a last-token head) can
-    have a byte-level BPE trained on the train texts instead: ``train_tokenizer_vocab_size``
-    (kept in ``cache_dir``, reused while the train file is the same). Longer texts are truncated (longest text of a pair first); the
-    count per split is in ``truncated`` and logged with the first rows affected.
+    have a byte-level BPE trained on the train texts instead (``train_tokenizer_vocab_size``).
+    Longer texts are truncated (longest text of a pair first); the count per split is in
+    ``truncated`` and logged with the first rows affected.
 
     Batches (train, val, test and predict alike)::
 
@@ -275,12 +266,22 @@ class TextDataModule(TextSplitDataModule):
           "ids":            list[str] of B row ids, "<file>#<row>" (HF: "<dataset>/<split>#<row>"),
         }
 
-    ``group_by_length`` batches training rows of similar length together (less padding);
-    otherwise training rows are shuffled. ``cache_dir`` keeps each tokenised split in a file
-    named by a fingerprint of the data file bytes, the tokenizer files and every setting that
-    changes the result, so a changed file or setting re-tokenises. Predict reads
-    ``predict_file`` or, without it, the test split. Under multi-process data parallelism the
-    val/test/predict loaders use an unpadded distributed sampler: every row is evaluated once.
+    Under multi-process data parallelism the val/test/predict loaders use an unpadded
+    distributed sampler: every row is evaluated once.
+
+    Args:
+        text_column: the column (CSV header, JSONL key or HF column) holding the text.
+        text_pair_column: the column of a second text, encoded with the first as a pair
+            (token_type_ids 1); None: single texts.
+        label_column: the column of the class: a name or an integer, with multi_label a list
+            of them (or a string of them); not read from predict_file.
+        multi_label: each row holds any number of labels (none: no label applies), batched as
+            (B, C) multi-hot targets; False: exactly one label per row.
+        label_separator: what separates the labels of a multi_label field given as a string
+            (a CSV cell, e.g. "sports|politics"; an empty cell means no label applies).
+        train_file, val_file, test_file, predict_file, hf_dataset, tokenizer, preprocessor,
+            max_length, batch_size, eval_batch_size, num_workers, group_by_length, cache_dir,
+            train_tokenizer_vocab_size: see TextSplitDataModule.
     """
 
     cache_name, arrays, truncation = "text", Encoded, "truncated"

@@ -138,22 +138,52 @@ class PackedRows(CachedArrays):
 
 
 class TextSplitDataModule(SplitDataModule):
-    """A text DataModule: ``train_file`` / ``val_file`` / ``test_file`` / ``predict_file`` or
-    ``hf_dataset`` (a ``DatasetDict.save_to_disk`` folder with ``train``, ``validation`` or
-    ``val``, ``test``) read into rows, each split encoded once with the tokenizer and batched
-    by :func:`lit_tasks.data.samplers.split_loader`. Predict reads ``predict_file`` or, without
-    it, the test split.
+    """A text DataModule: splits read from files or a saved HF ``DatasetDict`` into rows, each
+    split encoded once with the tokenizer and batched by
+    :func:`lit_tasks.data.samplers.split_loader`.
 
     A subclass states what is its own: its constructor (explicit arguments: LightningCLI reads
-    the signature), how a file or an HF split becomes rows (``_read_file`` / ``_read_hf``),
-    what it encodes (``arrays``, ``_encode``, the ``_cache_settings`` that change the result),
-    its dataset (``_make_dataset``) and collate (``_collate``).
+    the signature; the shared ones are documented here), how a file or an HF split becomes rows
+    (``_read_file`` / ``_read_hf``), what it encodes (``arrays``, ``_encode``, the
+    ``_cache_settings`` that change the result), its dataset (``_make_dataset``) and collate
+    (``_collate``).
 
     ``cache_dir`` keeps each encoded split in ``<cache_name>-<split>-<fingerprint>.npz``, the
     fingerprint covering the split's file (or HF split folder) bytes, the tokenizer files and
     the settings, so a changed file or setting encodes again; ``cache_hits`` says per split
     whether it was read from there. With ``truncation`` set, the arrays list the rows cut to
     ``max_length`` (``truncated_rows``): counted per split in ``truncated`` and logged.
+
+    Args:
+        train_file: the train split: CSV (with a header) or JSONL (.jsonl, .ndjson), or plain
+            UTF-8 text where the DataModule reads a corpus (causal, masked and denoising LMs);
+            the columns are named by the DataModule's *_column options. None: hf_dataset
+            gives the splits instead.
+        val_file: the validation split (fit, validate), in train_file's format; None: none.
+        test_file: the test split, in train_file's format; None: none.
+        predict_file: the rows to predict, in train_file's format without the label or target
+            columns; None: predict reads the test split.
+        hf_dataset: a DatasetDict.save_to_disk folder with the splits train, validation (or
+            val) and test, read instead of train_file / val_file / test_file (not together
+            with train_file); predict_file still applies.
+        tokenizer: a tokenizer or checkpoint folder holding tokenizer.json, vocab.txt
+            (WordPiece) or vocab.json + merges.txt (byte-level BPE), one of those files, or a
+            lit_tasks .ckpt (see lit_tasks.text.load_tokenizer). None: the one trained by
+            train_tokenizer_vocab_size, else the preprocessor's.
+        preprocessor: a checkpoint folder or lit_tasks .ckpt whose tokenizer is used when
+            tokenizer is not given; the CLI links model.init_from here.
+        max_length: the most tokens of an encoded row, special tokens included.
+        batch_size: rows per training batch (on each process under data parallelism).
+        eval_batch_size: rows per val/test/predict batch; None: batch_size.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        group_by_length: batch training rows of similar token length together (less padding);
+            False: training rows are shuffled plainly.
+        cache_dir: a folder keeping the encoded splits and trained tokenizers, reused while
+            their fingerprint matches; None: every split is encoded anew in each run.
+        train_tokenizer_vocab_size: instead of loading one, train a tokenizer of this many
+            tokens on the train split (a byte-level BPE, or the DataModule's
+            trained_tokenizer_kind), kept in cache_dir (required) and reused while the train
+            data is the same; not with tokenizer. None: load tokenizer (or the preprocessor's).
     """
 
     cache_name: str  # the cache files' prefix

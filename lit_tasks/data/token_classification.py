@@ -240,10 +240,8 @@ class TokenClassificationDataModule(TextSplitDataModule):
     """One tag per word (IOB2 entity tags, part-of-speech, ...), tokenised once and padded per batch.
 
     Sources (give ``train_file`` or ``hf_dataset``): ``train_file`` / ``val_file`` /
-    ``test_file`` / ``predict_file`` in JSONL or CSV with ``tokens_column`` (a list of words) and
-    ``tags_column`` (one tag per word; not needed in ``predict_file``); or ``hf_dataset``, a
-    ``DatasetDict.save_to_disk`` folder with ``train``, ``validation`` (or ``val``) and ``test``
-    splits (CoNLL-2003's layout: ``tokens`` and ``ner_tags``, a ``Sequence(ClassLabel)``).
+    ``test_file`` / ``predict_file`` in JSONL or CSV; or a saved HF ``DatasetDict`` (CoNLL-2003's
+    layout: ``tokens`` and ``ner_tags``, a ``Sequence(ClassLabel)``).
 
     ``label_names`` (the sorted distinct train tags, or the ClassLabel names) and
     ``num_classes`` are available right after construction. A val/test tag that train lacks, a
@@ -266,10 +264,18 @@ class TokenClassificationDataModule(TextSplitDataModule):
          "ids":       list of B row ids "<file>#<row>" (HF: "<dataset>/<split>#<row>"),
          "words":     list of B word lists (predict batches only)}
 
-    ``group_by_length`` batches training rows of similar length together; ``cache_dir`` keeps
-    each tokenised split in a file named by a fingerprint of the data, tokenizer and settings.
-    Predict reads ``predict_file`` or, without it, the test split. Under multi-process data
-    parallelism, evaluation uses an unpadded sampler: every row is scored once.
+    Under multi-process data parallelism, evaluation uses an unpadded sampler: every row is
+    scored once.
+
+    Args:
+        tokens_column: the column of a row's words: a list of strings (JSONL, HF), or in CSV
+            one string of whitespace-separated words.
+        tags_column: the column of one tag per word (names such as "B-PER"; an HF ClassLabel's
+            indices give its names), in CSV whitespace-separated; "ner_tags" for CoNLL-2003.
+            Not read from predict_file.
+        train_file, val_file, test_file, predict_file, hf_dataset, tokenizer, preprocessor,
+            max_length, batch_size, eval_batch_size, num_workers, group_by_length, cache_dir:
+            see TextSplitDataModule.
     """
 
     cache_name, arrays = "tokens", TaggedEncoded

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from lit_tasks.errors import ConfigError
-from lit_tasks.tasks.classification import LabelledTask, single_label_metrics
+from lit_tasks.metrics.classification import single_label_metrics
+from lit_tasks.tasks.classification import LabelledTask
 
 
 class AudioClassification(LabelledTask):

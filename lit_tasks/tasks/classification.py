@@ -8,19 +8,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lit_tasks import plots
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.base import EVAL_STAGES, TaskModule
 
 TOP = 5  # label/score pairs per predicted row
-
-
-def single_label_metrics(num_classes: int, ignore_index: int | None = None) -> dict[str, Any]:
-    """Top-1 accuracy (micro) and macro F1, the metrics every single-label classifier reports."""
-    return {"acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index),
-            "f1": MulticlassF1Score(num_classes, average="macro", ignore_index=ignore_index)}
 
 
 class LabelledTask(TaskModule):

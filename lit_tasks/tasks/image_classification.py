@@ -8,7 +8,8 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_tasks import plots
-from lit_tasks.tasks.classification import LabelledTask, single_label_metrics
+from lit_tasks.metrics.classification import single_label_metrics
+from lit_tasks.tasks.classification import LabelledTask
 
 SAMPLES = 16  # images in the sample-prediction grid
 

@@ -19,7 +19,7 @@ from lit_tasks.tasks.base import EVAL_STAGES, TaskModule
 from lit_tasks.tasks.boxes import xyxy_to_cxcywh
 from lit_tasks.tasks.detection_postprocess import postprocess
 from lit_tasks.tasks.hungarian_matcher import HungarianMatcher
-from lit_tasks.tasks.set_criterion import SetCriterion
+from lit_tasks.tasks.set_criterion import SetCriterion, query_groups
 
 SAMPLES = 8  # validation images kept for the prediction grid and wandb
 LOSS_PARTS = ("loss_ce", "loss_bbox", "loss_giou")
@@ -48,7 +48,8 @@ class ObjectDetection(TaskModule):
     (`predictions.png`) and, with wandb, the images with predicted and true boxes.
 
     Args:
-        num_classes, label_names: the categories (linked from the data).
+        num_classes: number of object categories, without no-object (linked from the data).
+        label_names: the category names in class-index order (linked from the data).
         backbone_lr_ratio: the backbone's lr as a share of `lr` (DETR trains its pretrained
             ResNet at 1e-5 against 1e-4 for the transformer: 0.1). 1 for a backbone from scratch.
         max_detections: detections per image scored by COCO (the queries' best classes, top-k).
@@ -131,7 +132,12 @@ class ObjectDetection(TaskModule):
             outputs["aux_outputs"] = out.aux_outputs
         # the box count is summed across processes in training only: evaluation shards may differ in
         # batch count, and a collective call on one process alone would hang
-        losses = self.criterion(outputs, self.loss_targets(targets), sync=stage == "train")
+        # Group DETR (config.query_groups, training only): each group is matched on its own, the mean taken
+        loss_targets = self.loss_targets(targets)
+        per_group = [self.criterion(group, loss_targets, sync=stage == "train")
+                     for group in query_groups(outputs, self.net.config.num_queries)]
+        losses = per_group[0] if len(per_group) == 1 else \
+            {k: torch.stack([g[k] for g in per_group]).mean() for k in per_group[0]}
         self.log_loss(stage, losses["loss"], len(targets))
         self.log_dict({f"{stage}/{k}": losses[k].detach() for k in LOSS_PARTS}, on_step=False, on_epoch=True,
                       batch_size=len(targets), sync_dist=True)

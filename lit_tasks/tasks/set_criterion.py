@@ -18,6 +18,22 @@ from lit_tasks.tasks.hungarian_matcher import HungarianMatcher
 LOSS_NAMES = ("loss_ce", "loss_bbox", "loss_giou")
 
 
+def query_groups(outputs: dict, num_queries: int) -> list[dict]:
+    """Group DETR's one-to-one assignment per group: the outputs of a pass with G query groups
+    (G * num_queries queries, one group after the other, `DetrConfig.query_groups`) as G outputs
+    of num_queries queries each, auxiliary layers included, for the criterion to match one by one.
+    One group: [outputs]."""
+    total = outputs["logits"].shape[1]
+    if total % num_queries:
+        raise ValueError(f"query_groups: {total} queries are not whole groups of {num_queries}")
+
+    def group(d: dict, g: int) -> dict:
+        part = slice(g * num_queries, (g + 1) * num_queries)
+        return {k: [group(a, g) for a in v] if k == "aux_outputs" else v[:, part] for k, v in d.items()}
+
+    return [outputs] if total == num_queries else [group(outputs, g) for g in range(total // num_queries)]
+
+
 def box_normaliser(targets: list[dict[str, Tensor]], device: torch.device | str, sync: bool = True) -> Tensor:
     """The number the box losses are divided by: the batch's target boxes, summed over the
     processes of a distributed run and divided by their number (the average per process, so a

@@ -38,7 +38,8 @@ class SpeechRecognition(TaskModule):
 
     Args:
         vocab_size: the CTC head's outputs (linked from the data's vocabulary).
-        decoder, beam_width: how frame scores become text.
+        decoder: how frame scores become text: "greedy" (best path) or "beam" (prefix beam search).
+        beam_width: prefixes kept by the beam decoder (unused by greedy).
         freeze_feature_encoder: do not train the conv feature encoder (usual when fine-tuning).
         log_samples: val/test clips sent to wandb with their reference and predicted transcripts.
         backbone, backbone_config, init_from, lr, weight_decay, warmup_fraction, min_lr_ratio,

@@ -11,7 +11,8 @@ from torch import nn
 from torchmetrics.classification import MultilabelAccuracy, MultilabelExactMatch, MultilabelF1Score
 
 from lit_tasks.errors import CheckpointError, ConfigError
-from lit_tasks.tasks.classification import TOP, LabelledTask, single_label_metrics
+from lit_tasks.metrics.classification import single_label_metrics
+from lit_tasks.tasks.classification import TOP, LabelledTask
 
 
 class TextClassification(LabelledTask):

@@ -70,11 +70,16 @@ class Wav2Vec2Pretraining(TaskModule):
     codevector_dim and proj_codevector_dim, kappa by contrastive_logits_temperature.
 
     Args:
-        mask_prob, mask_length, mask_min_spans: the masks (above).
+        mask_prob: share of real frames that start a masked span, times mask_length (0.65: about
+            half of the frames end up masked, see Masks above).
+        mask_length: frames per masked span (M = 10 in the paper).
+        mask_min_spans: masked spans per clip at least, however short the clip.
         num_negatives: distractors K per masked frame; None: the model config's (100 in the
             HF-mirroring presets).
         diversity_loss_weight: alpha; None: the model config's (0.1).
-        max_gumbel_temperature, min_gumbel_temperature, gumbel_temperature_decay: the schedule.
+        max_gumbel_temperature: the Gumbel softmax temperature at step 0 (paper: 2).
+        min_gumbel_temperature: the floor the temperature decays to (paper: 0.5).
+        gumbel_temperature_decay: the temperature's factor per optimizer step (paper: 0.999995).
         feature_grad_scale: multiplies the gradient reaching the conv feature encoder (the paper
             uses 0.1 for BASE, Sec. 4.2 / fairseq's feature_grad_mult): the quantizer's targets
             then move slower than the context network, which keeps small runs from collapsing.

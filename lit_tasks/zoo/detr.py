@@ -90,6 +90,13 @@ class DetrConfig:
         DETR paper do for a pretrained backbone; false trains them, which a backbone trained from
         scratch needs (frozen at their initial values they normalise nothing). Our key: HF's
         DetrConfig keeps unknown keys as attributes and ignores it.
+    query_groups: Group DETR (Chen et al. 2023, "Group DETR: Fast DETR Training with Group-Wise
+        One-to-Many Assignment"): in training the decoder runs `query_groups` groups of
+        `num_queries` queries, each group attending only to itself, and the task matches each
+        group to the targets on its own (more matched queries per image, the same one-to-one
+        model); in eval only the first group runs. The other groups' queries are the parameter
+        `extra_query_embeddings`. Our key; a folder exported with it loads in `transformers`, which
+        warns that it does not use `extra_query_embeddings` and predicts as we do.
     """
 
     backbone_config: dict[str, Any] | None = None
@@ -123,6 +130,7 @@ class DetrConfig:
     giou_loss_coefficient: float = 2
     eos_coefficient: float = 0.1
     freeze_backbone_norms: bool = True
+    query_groups: int = 1
 
     def __post_init__(self) -> None:
         backbone = self.backbone_config
@@ -193,7 +201,7 @@ def _config_problems(c: DetrConfig, backbone: Any) -> list[str]:
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
     for key in ("num_channels", "num_queries", "encoder_layers", "encoder_ffn_dim", "encoder_attention_heads",
-                "decoder_layers", "decoder_ffn_dim", "decoder_attention_heads", "d_model"):
+                "decoder_layers", "decoder_ffn_dim", "decoder_attention_heads", "d_model", "query_groups"):
         if not positive_int(getattr(c, key)):
             problems.append(f"key {key!r} is {getattr(c, key)!r}, expected a positive int")
     if problems:
@@ -296,15 +304,17 @@ class DetrAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, keep: Tensor | None = None) -> Tensor:
-        """query (B, Tq, D); key and value (B, Tk, D); keep (B, Tk) True = attend."""
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, keep: Tensor | None = None,
+                allowed: Tensor | None = None) -> Tensor:
+        """query (B, Tq, D); key and value (B, Tk, D); keep (B, Tk) True = attend; allowed (Tq, Tk)
+        True where a query may attend to a key (query groups; not together with keep)."""
         B, Tq, D = query.shape
 
         def heads(x: Tensor) -> Tensor:
             return x.view(B, x.shape[1], self.num_heads, D // self.num_heads).transpose(1, 2)  # (B, H, T, d)
 
         q, k, v = heads(self.q_proj(query)), heads(self.k_proj(key)), heads(self.v_proj(value))
-        mask = attention_mask(keep, False, None, Tq, k.shape[2], q.dtype, q.device)
+        mask = allowed if allowed is not None else attention_mask(keep, False, None, Tq, k.shape[2], q.dtype, q.device)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(B, Tq, D))  # (B, Tq, D)
 
@@ -343,10 +353,12 @@ class DecoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(c.d_model)
         self.dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, pos: Tensor, keep: Tensor) -> Tensor:
-        """x, query_pos (B, Q, D); memory, pos (B, S, D); keep (B, S) True on real cells."""
+    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, pos: Tensor, keep: Tensor,
+                groups: Tensor | None = None) -> Tensor:
+        """x, query_pos (B, Q, D); memory, pos (B, S, D); keep (B, S) True on real cells; groups (Q, Q)
+        True where two queries are of one group (None: all are)."""
         q = x + query_pos
-        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(q, q, x)))
+        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(q, q, x, allowed=groups)))
         x = self.encoder_attn_layer_norm(x + self.dropout(self.encoder_attn(x + query_pos, memory + pos, memory, keep)))
         return self.final_layer_norm(x + self.dropout(self.mlp(x)))  # (B, Q, D)
 
@@ -371,11 +383,12 @@ class DetrDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
         self.layernorm = nn.LayerNorm(c.d_model)
 
-    def forward(self, query_pos: Tensor, memory: Tensor, pos: Tensor, keep: Tensor) -> list[Tensor]:
+    def forward(self, query_pos: Tensor, memory: Tensor, pos: Tensor, keep: Tensor,
+                groups: Tensor | None = None) -> list[Tensor]:
         """Every layer's output through the final norm, (B, Q, D) each; the target starts at zeros."""
         x, outputs = torch.zeros_like(query_pos), []
         for layer in self.layers:
-            x = layer(x, query_pos, memory, pos, keep)
+            x = layer(x, query_pos, memory, pos, keep, groups)
             outputs.append(self.layernorm(x))
         return outputs
 
@@ -400,6 +413,8 @@ class DetrModel(nn.Module):
         self.backbone = build_backbone(c)
         self.input_projection = nn.Conv2d(self.backbone.feature_info[-1].channels, c.d_model, kernel_size=1)
         self.query_position_embeddings = nn.Embedding(c.num_queries, c.d_model)
+        if c.query_groups > 1:  # Group DETR's other groups (training only)
+            self.extra_query_embeddings = nn.Embedding(c.num_queries * (c.query_groups - 1), c.d_model)
         self.encoder = DetrEncoder(c)
         self.decoder = DetrDecoder(c)
         self.num_layers = c.encoder_layers + c.decoder_layers
@@ -417,6 +432,8 @@ class DetrModel(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         nn.init.normal_(self.query_position_embeddings.weight)
+        if self.config.query_groups > 1:
+            nn.init.normal_(self.extra_query_embeddings.weight)
 
     def forward(self, pixel_values: Tensor, pixel_mask: Tensor | None = None) -> DetrOutput:
         """pixel_values (B, C, H, W); pixel_mask (B, H, W), 1 (True) on real pixels, 0 on padding
@@ -435,16 +452,27 @@ class DetrModel(nn.Module):
         memory = self.input_projection(feature).flatten(2).transpose(1, 2)  # (B, S = h * w, D)
         keep = mask.flatten(1)  # (B, S)
         memory = self.encoder(memory, pos, keep)
-        query_pos = self.query_position_embeddings.weight[None].expand(B, -1, -1)  # (B, Q, D)
-        outputs = self.decoder(query_pos, memory, pos, keep)
+        queries, groups = self.queries(memory.device)  # (Q * G, D): G groups in training, else 1
+        outputs = self.decoder(queries[None].expand(B, -1, -1), memory, pos, keep, groups)
         stacked = torch.stack(outputs) if self.config.auxiliary_loss else None  # (L, B, Q, D)
         return DetrOutput(last_hidden_state=outputs[-1], intermediate_hidden_states=stacked,
                           encoder_last_hidden_state=memory)
 
+    def queries(self, device: torch.device) -> tuple[Tensor, Tensor | None]:
+        """The object queries this pass runs, (Q * G, D), and which of them share a group, (Q * G,
+        Q * G) bool or None when there is one group (eval, or query_groups 1)."""
+        first = self.query_position_embeddings.weight
+        if not (self.training and self.config.query_groups > 1):
+            return first, None
+        queries = torch.cat((first, self.extra_query_embeddings.weight))
+        group = torch.arange(queries.shape[0], device=device) // self.config.num_queries
+        return queries, group[:, None] == group[None, :]
+
     def layer_index(self, param_name: str) -> int:
         """0 for the backbone, the input projection and the object queries; encoder layers 1..E,
         decoder layers E+1..E+D; num_layers + 1 for the final decoder norm."""
-        if param_name.startswith(("backbone.", "input_projection.", "query_position_embeddings.")):
+        if param_name.startswith(("backbone.", "input_projection.", "query_position_embeddings.",
+                                  "extra_query_embeddings.")):
             return 0
         if param_name.startswith("decoder.layernorm."):
             return self.num_layers + 1

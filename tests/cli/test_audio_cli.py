@@ -14,7 +14,7 @@ import soundfile as sf
 from helpers import (AUDIO_CLASSES, make_audio_folder, make_transcribed_audio, run_cli, tiny_audio_args,
                      validate_single_and_ddp)
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 
 def _results(runs: Path) -> tuple[Path, dict]:
@@ -70,6 +70,10 @@ def test_speech_recognition_fit_predict_and_audio_samples(tmp_path, monkeypatch)
     assert [r["reference"] for r in rows] == refs  # transcripts of lower-case "abc" words: normalised as given
     assert jiwer.wer(refs, hyps) == pytest.approx(results["metrics"]["test/wer"], abs=1e-6)
     assert jiwer.cer(refs, hyps) == pytest.approx(results["metrics"]["test/cer"], abs=1e-6)
+    # `score` on the rows gives fit's test WER and CER exactly: the training's own metric code (docs/scoring.md)
+    scored = tmp_path / "scores.json"
+    main(["score", "--metric", "wer_cer", "--predictions", str(run_dir / "predictions.jsonl"), "--out", str(scored)])
+    assert json.loads(scored.read_text()) == {"wer": results["metrics"]["test/wer"], "cer": results["metrics"]["test/cer"]}
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     tables = {p.parent.name: json.loads(p.read_text()) for p in wandb_run.rglob("media/table/**/samples_*.json")}
     assert set(tables) == {"val", "test"}

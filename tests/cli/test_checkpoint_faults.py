@@ -21,7 +21,7 @@ from helpers import FillsUp, make_image_folder, tiny_args
 
 from lit_tasks import checkpoint_io
 from lit_tasks.run_dir import ENV_VAR
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 
 def args(images, run_dir, *extra):

@@ -10,16 +10,10 @@ import pytest
 import torch
 from helpers import REPO, run_cli, tiny_args
 
-from lit_tasks.cli import LitTasksCLI, main
+from lit_tasks.cli import LitTasksCLI
+from lit_tasks.commands import main
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
-
-
-def test_top_level_help_is_short(capsys):
-    main(["--help"])
-    out = capsys.readouterr().out
-    assert "fit" in out and "export" in out and "--config" in out
-    assert len(out.splitlines()) < 20
 
 
 def test_wrong_model_key_is_one_short_error(tmp_path, capsys, image_folder):
@@ -68,10 +62,11 @@ def test_every_recipe_instantiates(config, tmp_path, monkeypatch):
 
 
 def test_fit_leaves_a_complete_run_folder(tmp_path, image_folder):
-    result = run_cli("fit", *tiny_args(image_folder, tmp_path))
+    result = run_cli("fit", *tiny_args(image_folder, tmp_path), "--run.progress_every_n_steps", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "tiny").iterdir()
     results = json.loads((run_dir / "results.json").read_text())
+    check_progress_lines(result.stdout, results)
     assert results["status"] == "finished"
     assert results["commands"] == ["fit", "test"]
     for key in ("val/acc", "val/f1", "val/top3_acc", "test/acc", "test/f1", "train/loss"):
@@ -84,6 +79,23 @@ def test_fit_leaves_a_complete_run_folder(tmp_path, image_folder):
     assert len(results["history"]) == 2
     for name in ("config.yaml", "curves.png", "confusion_matrix.png", "test_confusion_matrix.png", "logs/metrics.csv"):
         assert (run_dir / name).is_file(), name
+
+
+def check_progress_lines(stdout: str, results: dict) -> None:
+    """stdout is a pipe, as under sbatch: plain lines (2 epochs of 3 steps, a line every 2 steps), no bar."""
+    assert "\r" not in stdout
+    train = [line for line in stdout.splitlines() if line.startswith("[train] epoch")]
+    steps = [int(re.search(r"step (\d+)/6 ", line).group(1)) for line in train]
+    assert steps == [2, 4, 6], stdout
+    for line in train:
+        assert re.search(r"epoch [12]/2  step \d/6  loss \d+\.\d{4}  [\d.]+ samples/s  elapsed \d+s  eta \d+s$", line), line
+    val = [line for line in stdout.splitlines() if line.startswith("[val]")]
+    assert len(val) == 2 and val[0].startswith("[val]   epoch 1/2  step 3/6  val/acc=")
+    last_epoch = results["history"][-1]
+    assert f"val/acc={last_epoch['val/acc']:.4f}" in val[1] and f"val/loss={last_epoch['val/loss']:.4f}" in val[1]
+    assert "[train] done: 2 epochs, 6 steps in " in stdout
+    (test,) = [line for line in stdout.splitlines() if line.startswith("[test]")]
+    assert f"test/acc={results['metrics']['test/acc']:.4f}" in test
 
 
 def test_validate_best_and_resume_last(tmp_path, image_folder):

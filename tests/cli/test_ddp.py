@@ -30,6 +30,9 @@ def test_ddp_validation_equals_single_process(tmp_path, image_folder):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     one, two = val_metrics(tmp_path / "single"), val_metrics(tmp_path / "ddp")
+    # stdout is a pipe: progress lines instead of a bar, printed by global rank 0 only
+    val_lines = [line for line in ddp.stdout.splitlines() if line.startswith("[val]")]
+    assert len(val_lines) == 1 and f"val/acc={two['val/acc']:.4f}" in val_lines[0], ddp.stdout[-2000:]
     assert set(one) == {"val/loss", "val/acc", "val/f1", "val/top3_acc"}
     assert json.loads((tmp_path / "ddp" / "results.json").read_text())["world_size"] == 2
     for key in one:

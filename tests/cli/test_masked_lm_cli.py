@@ -8,7 +8,7 @@ import json
 import pytest
 from helpers import mlm_args, run_cli, write_corpus
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.text import load_tokenizer
 
 

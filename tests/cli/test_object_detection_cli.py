@@ -24,7 +24,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 DATA = REPO / "demo_data" / "pasted_objects"
 # pycocotools' summarize() order, named as the task logs them

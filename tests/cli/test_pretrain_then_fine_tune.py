@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import make_transcribed_audio, mlm_args, text_args, tiny_audio_args, write_corpus, write_text_csvs
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 pytestmark = pytest.mark.slow
 

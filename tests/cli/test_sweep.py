@@ -13,7 +13,7 @@ import yaml
 from helpers import REPO, run_cli
 
 from lit_tasks import sweep as sweeps
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.errors import find_user_error
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))

@@ -12,6 +12,7 @@ import pytest
 from helpers import run_cli, text_args, write_text_csvs, write_text_tokenizer
 
 from lit_tasks import zoo
+from lit_tasks.commands import main
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,11 @@ def test_fit_predict_and_resume_single_texts(tmp_path):
     pairs = [(r["true_label"], r["label"]) for r in rows]
     assert sum(t == p for t, p in pairs) / len(pairs) == pytest.approx(results["metrics"]["test/acc"], abs=1e-6)
     assert macro_f1(pairs) == pytest.approx(results["metrics"]["test/f1"], abs=1e-6)
+    # `score` on the rows gives fit's test metrics exactly: the training's own metric code (docs/scoring.md)
+    scored = tmp_path / "scores.json"
+    main(["score", "--metric", "accuracy_f1", "--predictions", str(only_run(runs) / "predictions.jsonl"),
+          "--out", str(scored)])
+    assert json.loads(scored.read_text()) == {"acc": results["metrics"]["test/acc"], "f1": results["metrics"]["test/f1"]}
 
     resumed = run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last", "--run.test_after_fit", "false")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

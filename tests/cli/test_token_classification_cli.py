@@ -9,7 +9,7 @@ import json
 import pytest
 from helpers import NER_VOCAB, REPO, ner_args, run_cli, write_ner_data, write_ner_tokenizer
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.metrics.entities import entity_spans
 
 

@@ -13,7 +13,7 @@ from helpers import tiny_args
 from safetensors.torch import load_file
 
 from lit_tasks import zoo
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.export import export_checkpoint
 from lit_tasks.safe_load import UnsafeFileError
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import REPO, make_audio_folder, run_cli, validate_single_and_ddp
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 METRICS = ("loss", "contrastive_loss", "diversity_loss", "contrastive_acc", "codebook_perplexity")
 

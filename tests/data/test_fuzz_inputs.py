@@ -666,7 +666,7 @@ def test_one_sentence_of_30000_words_does_not_hang(assets, tmp_path):
 
 CLI_DRIVER = """
 import contextlib, io, json, sys, traceback
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 results = {}
 for name, argv in json.load(open(sys.argv[1])).items():
     print("case", name, flush=True)

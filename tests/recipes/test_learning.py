@@ -23,7 +23,7 @@ import pytest
 import torch
 from helpers import REPO, require_minilm
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.data.causal_lm import CausalLMDataModule
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks import CausalLanguageModeling

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.tasks import DenoisingPretraining, Summarization
 from lit_tasks.zoo.base import shift_right
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import qa_args, run_cli, validate_single_and_ddp, write_qa_data, write_qa_tokenizer
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.data.question_answering import QuestionAnsweringDataModule
 from lit_tasks.metrics.squad import squad_scores
 from lit_tasks.tasks import QuestionAnswering
@@ -152,6 +152,11 @@ def test_fit_writes_squad_metrics_and_predict_writes_answers(tmp_path, qa_files)
                             {qid: row["answers"]["text"] for qid, row in test.items()})
     assert rescored["exact_match"] == pytest.approx(metrics["test/exact_match"], abs=1e-4)
     assert rescored["f1"] == pytest.approx(metrics["test/f1"], abs=1e-4)
+    # `score` on the rows gives every test metric of fit exactly: the training's own metric code (docs/scoring.md)
+    scored = tmp_path / "scores.json"
+    main(["score", "--metric", "squad", "--predictions", str(run_dir / "predictions.jsonl"), "--out", str(scored)])
+    assert json.loads(scored.read_text()) == {k.removeprefix("test/"): v for k, v in metrics.items()
+                                              if k.startswith("test/") and k != "test/loss"}
     for row in rows:
         assert set(row) == {"id", "answer", "score", "start", "end", "true_answers"}
         assert 0 <= row["score"] <= 1

@@ -15,7 +15,7 @@ import pytest
 from helpers import REPO
 from tokenizers import Tokenizer as RustTokenizer
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.errors import DataError
 from lit_tasks.text import Tokenizer, load_tokenizer, train_bpe, train_bpe_texts
 from lit_tasks.text import bpe, byte_level

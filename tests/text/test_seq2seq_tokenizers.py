@@ -15,7 +15,7 @@ from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Regex
 from tokenizers import Tokenizer as RustTokenizer
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.errors import ConfigError, DataError
 from lit_tasks.text import BART_SPECIALS, load_tokenizer, train_bpe, train_unigram, train_unigram_texts
 from lit_tasks.text.byte_level import model_merges

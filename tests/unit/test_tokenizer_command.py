@@ -8,7 +8,7 @@ import json
 import pytest
 from helpers import write_corpus
 
-from lit_tasks.cli import main
+from lit_tasks.commands import main
 from lit_tasks.data.text import TextDataModule
 from lit_tasks.errors import DataError
 from lit_tasks.text import load_tokenizer, train_wordpiece

@@ -431,3 +431,43 @@ def test_activation_checkpointing_keeps_outputs_and_gradients():
         results.append((out.logits.detach(), model.model.encoder.layers[0].self_attn.q_proj.weight.grad))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_query_groups_attend_within_their_group_and_eval_runs_the_first():
+    """Group DETR: in training G groups of queries, none seeing another; eval: the first group alone."""
+    torch.manual_seed(0)
+    model = build("detr-test", "object_detection", overrides={"query_groups": 3, "dropout": 0.0}, num_labels=2)
+    Q = model.config.num_queries
+    assert model.model.extra_query_embeddings.weight.shape == (2 * Q, model.config.d_model)
+    pixels, mask = batch()
+    model.train()
+    before = model(pixels, mask)
+    assert before.logits.shape == (3, 3 * Q, 3) and before.aux_outputs[0]["pred_boxes"].shape == (3, 3 * Q, 4)
+    with torch.no_grad():
+        model.model.extra_query_embeddings.weight[Q:] += 1.0  # the third group only
+        after = model(pixels, mask)
+    for part, same in ((slice(0, 2 * Q), True), (slice(2 * Q, 3 * Q), False)):
+        close = torch.allclose(after.logits[:, part], before.logits[:, part], atol=1e-6)
+        assert close == same, part
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(pixels, mask)
+    assert eval_out.logits.shape == (3, Q, 3)
+    # batch-norm statistics aside (frozen here), the first group's training outputs are the eval outputs
+    torch.testing.assert_close(eval_out.logits, after.logits[:, :Q], atol=1e-5, rtol=0)
+
+
+def test_folder_with_query_groups_predicts_the_same_in_hf(transformers, tmp_path):
+    read = DetrConfig.from_hf({**hf_config(transformers, "basic", False).to_dict(), "query_groups": 2}, "hf")
+    torch.manual_seed(0)
+    ours = DetrForObjectDetection(read, num_labels=4).eval()
+    randomize(ours, seed=4)
+    save_pretrained(ours, tmp_path / "detection", label_names=["a", "b", "c", "d"])
+    hf = transformers.DetrForObjectDetection.from_pretrained(tmp_path / "detection").eval()
+    pixels, mask = batch(seed=5)
+    with torch.no_grad():
+        got = ours(pixels, mask)
+    assert_detections_equal(got, hf_detection(hf, pixels, mask), False)
+    again = from_spec(spec(ours))
+    again.load_state_dict(ours.state_dict())  # our own round trip keeps the extra queries
+    assert again.config.query_groups == 2

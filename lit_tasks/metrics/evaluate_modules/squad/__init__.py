@@ -1,0 +1,1 @@
+"""The `squad` evaluate module (evaluate.load reads squad.py); a package so that it ships with lit_tasks."""
