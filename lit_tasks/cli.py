@@ -25,6 +25,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 import lit_tasks.tasks  # noqa: F401  (imported so that --model.help and configs may name a task by its class name)
 from lit_tasks import run_dir as runs
+from lit_tasks.data import import_datamodules
 from lit_tasks.callbacks import FigureLogger, PredictionWriter, ResultsWriter, ResumeState
 from lit_tasks.callbacks.nonfinite import NonFiniteLoss
 from lit_tasks.callbacks.progress_lines import Progress, ProgressLines, use_lines
@@ -55,6 +56,9 @@ class Parser(LightningArgumentParser):
         sys.stderr.write(f"lit_tasks: error: {condense(message)}\n"
                          f"  (all options: {parser.prog.replace(' [options]', '')} --help)\n")
         sys.exit(2)
+
+
+import_datamodules()  # likewise --data.help and configs, for DataModules
 
 
 class LitTasksCLI(LightningCLI):
@@ -169,7 +173,8 @@ class LitTasksCLI(LightningCLI):
             ModelCheckpoint(dirpath=self.run_dir / "checkpoints", filename="best", monitor=monitor[0], mode=monitor[1],
                             save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
             *self._last_checkpoints(config.run),
-            ResultsWriter(self.run_dir, self._plain_config(), config.seed_everything, monitor),
+            ResultsWriter(self.run_dir, self._plain_config(), config.seed_everything, monitor,
+                          recipe=[str(path) for path in config.get("config") or []]),
             FigureLogger(self.run_dir),
             PredictionWriter(self.run_dir),
             ResumeState(),

@@ -293,10 +293,12 @@ def training_section(export: Export) -> list[str]:
     epochs = [row.get("epoch") for row in _history(results) if isinstance(row.get("epoch"), int)]
     source = data_source(config)
     commands = results.get("commands")
+    recipe = results.get("recipe")
+    given = f"`{'`, `'.join(map(str, recipe))}` (--config), " if isinstance(recipe, list) and recipe else ""
     lines = ["## Training", "",
              f"- Run: `{run_name(export)}`, folder `{run_dir}` (status {results.get('status', NOT_RECORDED)}, "
              f"commands {', '.join(map(str, commands)) if isinstance(commands, list) and commands else NOT_RECORDED})",
-             f"- Recipe: the resolved config below; rerun it with "
+             f"- Recipe: {given}resolved as the config below; rerun it with "
              f"`python -m lit_tasks fit --config {run_dir / 'config.yaml'}`"]
     if source:
         demo = demo_dataset(source)

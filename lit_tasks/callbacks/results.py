@@ -3,7 +3,7 @@
     {"status": "finished", "pid": .., "host": "..", "updated": "2026-11-25T10:42:39",
      "metrics": {"val/acc": .., "test/acc": ..},
      "best": {"monitor": "val/acc", "mode": "max", "score": .., "epoch": .., "metrics": {..}},
-     "checkpoints": {"best": "...", "last": "..."}, "config": {...}, "seed": 42,
+     "checkpoints": {"best": "...", "last": "..."}, "config": {...}, "recipe": ["configs/..."], "seed": 42,
      "versions": {...}, "hardware": {...}, "wall_time_s": {"fit": ..},
      "throughput": {"train_samples_per_s": ..},
      "skipped_samples": {"count": 0, "paths": []}, "history": [{"epoch": 0, ...}, ...],
@@ -117,10 +117,12 @@ def write_json_atomic(data: dict[str, Any], path: Path) -> None:
 class ResultsWriter(Callback):
     """Keeps per-epoch history, timing and throughput and writes results.json + curves.png."""
 
-    def __init__(self, run_dir: str | Path, config: dict[str, Any], seed: int | None, monitor: tuple[str, str]) -> None:
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], seed: int | None, monitor: tuple[str, str],
+                 recipe: list[str] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
         self.config = config
+        self.recipe = recipe or []
         self.seed = seed
         self.monitor, self.mode = monitor
         self.results: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -243,6 +245,8 @@ class ResultsWriter(Callback):
             if final:
                 results["commands"].append(stage)
         results["config"] = self.config
+        if self.recipe or "recipe" not in results:  # a later command from the run's own config.yaml keeps it
+            results["recipe"] = self.recipe
         results["seed"] = self.seed
         results["versions"] = package_versions()
         results["world_size"] = trainer.world_size

@@ -12,11 +12,17 @@ from typing import Any
 
 _WHERE = {
     "AudioDataModule": "lit_tasks.data.audio",
-    "BadImageError": "lit_tasks.data.image_transforms",
+    "CausalLMDataModule": "lit_tasks.data.causal_lm",
     "CocoDetectionDataModule": "lit_tasks.data.coco",
-    "DataError": "lit_tasks.errors",
+    "DenoisingDataModule": "lit_tasks.data.denoising",
     "ImageDataModule": "lit_tasks.data.image",
+    "MaskedLMDataModule": "lit_tasks.data.masked_lm",
+    "QuestionAnsweringDataModule": "lit_tasks.data.question_answering",
+    "Seq2SeqDataModule": "lit_tasks.data.seq2seq",
     "TextDataModule": "lit_tasks.data.text",
+    "TokenClassificationDataModule": "lit_tasks.data.token_classification",
+    "BadImageError": "lit_tasks.data.image_transforms",
+    "DataError": "lit_tasks.errors",
     "UnpaddedDistributedSampler": "lit_tasks.data.samplers",
 }
 __all__ = sorted(_WHERE)
@@ -32,3 +38,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def import_datamodules() -> list[type]:
+    """Every DataModule class, imported: what lets `--data.help NAME` and a config's
+    `class_path: NAME` find a DataModule by its class name."""
+    return [__getattr__(name) for name in _WHERE if name.endswith("DataModule")]

@@ -75,6 +75,7 @@ def test_fit_leaves_a_complete_run_folder(tmp_path, image_folder):
     assert Path(results["checkpoints"]["best"]).is_file() and Path(results["checkpoints"]["last"]).is_file()
     assert results["config"]["model"]["init_args"]["num_classes"] == 3
     assert results["seed"] == 42 and results["versions"]["torch"]
+    assert results["recipe"] == []  # no --config file: everything came from the command line
     assert results["throughput"]["train_samples_per_s"] > 0 and results["wall_time_s"]["fit"] > 0
     assert len(results["history"]) == 2
     for name in ("config.yaml", "curves.png", "confusion_matrix.png", "test_confusion_matrix.png", "logs/metrics.csv"):
@@ -105,6 +106,8 @@ def test_validate_best_and_resume_last(tmp_path, image_folder):
     # the run's saved config is a complete recipe: validate from it alone
     validated = run_cli("validate", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "best")
     assert validated.returncode == 0, validated.stderr[-3000:]
+    validate_dir = Path(re.search(r"run folder: (.+)", validated.stdout).group(1))
+    assert json.loads((validate_dir / "results.json").read_text())["recipe"] == [str(run_dir / "config.yaml")]
     resumed = run_cli("fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [d.name for d in (tmp_path / "tiny").iterdir()] == [run_dir.name]  # resumed in the same folder

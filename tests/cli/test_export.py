@@ -382,3 +382,11 @@ def test_text_task_export_loads_in_transformers_with_its_tokenizer(name, tmp_pat
         assert list(labels.values()) == torch.load(ckpt, weights_only=True)["lit_tasks"]["label_names"]
     for theirs_logits, ours_logits in pairs:
         torch.testing.assert_close(theirs_logits, ours_logits, atol=1e-5, rtol=0)
+
+
+def test_model_card_names_the_recipe_given_with_config(tmp_path):
+    _, body = card_of(tmp_path, {"status": "finished", "recipe": ["configs/image_classification/vit_fashion_mnist.yaml"]})
+    recipe = body.split("- Recipe:")[1].splitlines()[0]
+    assert recipe.startswith(" `configs/image_classification/vit_fashion_mnist.yaml` (--config)")
+    _, body = card_of(tmp_path, {"status": "finished", "recipe": []})  # options on the command line only
+    assert body.split("- Recipe:")[1].startswith(" resolved as the config below")

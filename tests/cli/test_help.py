@@ -9,14 +9,9 @@ import lightning as L
 import pytest
 from jsonargparse import ArgumentParser
 
-import lit_tasks.data.causal_lm  # noqa: F401  (DataModules outside lit_tasks.data's namespace)
-import lit_tasks.data.denoising  # noqa: F401
-import lit_tasks.data.masked_lm  # noqa: F401
-import lit_tasks.data.question_answering  # noqa: F401
-import lit_tasks.data.seq2seq  # noqa: F401
-import lit_tasks.data.token_classification  # noqa: F401
 import lit_tasks.tasks  # noqa: F401
 from lit_tasks.commands import COMMANDS, TRAINER_COMMANDS, main
+from lit_tasks.data import import_datamodules
 
 
 def subclasses(base: type) -> list[type]:
@@ -29,6 +24,7 @@ def subclasses(base: type) -> list[type]:
     return sorted((c for c in found if c.__module__.startswith("lit_tasks.")), key=lambda c: c.__name__)
 
 
+import_datamodules()
 TASKS = subclasses(L.LightningModule)
 DATAMODULES = subclasses(L.LightningDataModule)
 
@@ -80,10 +76,15 @@ def test_the_classes_are_found():
 
 
 def test_a_task_is_named_by_its_class_name_in_help(capsys):
-    from lit_tasks.commands import main as run
-
     with pytest.raises(SystemExit) as exit_info:
-        run(["fit", "--model.help", "ObjectDetection"])
+        main(["fit", "--model.help", "ObjectDetection"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--model.predict_threshold" in out and "written by `predict`" in re.sub(r"\s+", " ", out)
+
+
+def test_a_datamodule_is_named_by_its_class_name_in_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--data.help", "Seq2SeqDataModule"])
+    assert exit_info.value.code == 0
+    assert "--data.source_lang" in capsys.readouterr().out

@@ -17,7 +17,7 @@ import torch
 
 from lit_tasks.errors import ConfigError
 from lit_tasks.tasks.hungarian_matcher import HungarianMatcher
-from lit_tasks.tasks.set_criterion import SetCriterion, box_normaliser
+from lit_tasks.tasks.set_criterion import SetCriterion, box_normaliser, query_groups
 
 NUM_CLASSES = 5
 QUERIES = 8
@@ -220,3 +220,20 @@ def test_two_gloo_processes_divide_by_the_global_count_over_the_world_size(tmp_p
             for part in ("loss_bbox", "loss_giou"):
                 assert r["synced"][part] == pytest.approx(r["local"][part] * local_count / normaliser, rel=1e-6), \
                     (rank, name, part)
+
+
+def test_query_groups_split_outputs_and_aux_layers_group_by_group():
+    """Group DETR: 3 groups of 4 queries, one after the other, become 3 outputs of 4 queries."""
+    logits, boxes = torch.randn(2, 12, NUM_CLASSES + 1), torch.rand(2, 12, 4)
+    aux = [{"logits": logits + 1, "pred_boxes": boxes / 2}]
+    groups = query_groups({"logits": logits, "pred_boxes": boxes, "aux_outputs": aux}, num_queries=4)
+    assert len(groups) == 3
+    for g, group in enumerate(groups):
+        part = slice(4 * g, 4 * g + 4)
+        assert torch.equal(group["logits"], logits[:, part]) and torch.equal(group["pred_boxes"], boxes[:, part])
+        assert torch.equal(group["aux_outputs"][0]["logits"], logits[:, part] + 1)
+        assert torch.equal(group["aux_outputs"][0]["pred_boxes"], boxes[:, part] / 2)
+    single = {"logits": logits[:, :4], "pred_boxes": boxes[:, :4]}
+    assert query_groups(single, num_queries=4) == [single]
+    with pytest.raises(ValueError, match="12 queries are not whole groups of 5"):
+        query_groups({"logits": logits, "pred_boxes": boxes}, num_queries=5)

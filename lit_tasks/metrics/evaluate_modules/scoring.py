@@ -33,6 +33,16 @@ from lit_tasks.errors import ConfigError, DataError
 Label = str | int
 
 
+def text_features() -> list[Any]:
+    """The `evaluate` features of the text metrics (rouge, bleu_chrf): a string per example, and per
+    example one reference string or a list of them."""
+    import datasets
+
+    text = datasets.Value("string")
+    return [datasets.Features({"predictions": text, "references": datasets.Sequence(text)}),
+            datasets.Features({"predictions": text, "references": text})]
+
+
 def _floats(scores: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: value.item() for name, value in scores.items()}
 

@@ -1,6 +1,5 @@
 """Corpus BLEU and chrF as lit_tasks' translation reports them, as an `evaluate` module."""
 
-import datasets
 import evaluate
 
 from lit_tasks.metrics.evaluate_modules import scoring
@@ -41,11 +40,7 @@ class BleuChrf(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features({"predictions": datasets.Value("string"),
-                                   "references": datasets.Sequence(datasets.Value("string"))}),
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-            ],
+            features=scoring.text_features(),
             reference_urls=["https://github.com/mjpost/sacrebleu"])
 
     def _compute(self, predictions, references, tokenize="13a", lowercase=False, smooth_method="exp", word_order=0):

@@ -1,6 +1,5 @@
 """ROUGE as lit_tasks' summarization reports it, as an `evaluate` module."""
 
-import datasets
 import evaluate
 
 from lit_tasks.metrics.evaluate_modules import scoring
@@ -38,11 +37,7 @@ class Rouge(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features({"predictions": datasets.Value("string"),
-                                   "references": datasets.Sequence(datasets.Value("string"))}),
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-            ],
+            features=scoring.text_features(),
             reference_urls=["https://github.com/google-research/google-research/tree/master/rouge"])
 
     def _compute(self, predictions, references, use_stemmer=True):
