@@ -32,6 +32,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from lit_tasks.durations import duration
+
 MARKS = ("results.json", "config.yaml")  # a folder holding one of these is a run folder
 STATUSES = ("running", "finished", "failed", "preempted", "killed", "no results", "unreadable", "unknown")
 GLOB_CHARS = "*?["
@@ -72,11 +74,7 @@ def wall_seconds(results: dict[str, Any]) -> float | None:
 
 
 def wall_time(seconds: float | None) -> str:
-    if not seconds:
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    return duration(seconds) if seconds else "-"
 
 
 def read_results(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -52,8 +52,6 @@ FORMATS = {
 OPTIONS = {"label_names": ("accuracy_f1", "entity_f1"), "num_classes": ("accuracy_f1",), "top_k": ("accuracy_f1",),
            "no_stemmer": ("rouge",), "tokenize": ("bleu_chrf",), "lowercase": ("bleu_chrf",),
            "word_order": ("bleu_chrf",), "case": ("wer_cer",), "remove_chars": ("wer_cer",)}
-DEFAULTS = {"label_names": None, "num_classes": None, "top_k": None, "no_stemmer": False, "tokenize": "13a",
-            "lowercase": False, "word_order": 0, "case": None, "remove_chars": None}
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -267,8 +265,9 @@ def score(args: argparse.Namespace) -> dict[str, float]:
     """The metric's numbers for the parsed command line."""
     from lit_tasks.metrics.evaluate_modules import scoring
 
+    defaults = parser()
     for name, metrics in OPTIONS.items():
-        if getattr(args, name) != DEFAULTS[name] and args.metric not in metrics:
+        if getattr(args, name) != defaults.get_default(name) and args.metric not in metrics:
             raise ConfigError(f"--{name.replace('_', '-')} applies to --metric {' or '.join(metrics)}, not to "
                               f"{args.metric} (python -m lit_tasks score --help)")
     if not args.predictions.is_file():

@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lit_tasks.callbacks.results import batch_size
+from lit_tasks.durations import duration
 from lit_tasks.errors import ConfigError
 
 Progress = Literal["auto", "bar", "lines", "none"]
@@ -34,13 +35,6 @@ Progress = Literal["auto", "bar", "lines", "none"]
 def use_lines(progress: Progress) -> bool:
     """"auto": lines when stdout is not a terminal, the bar when it is."""
     return progress == "lines" or (progress == "auto" and not sys.stdout.isatty())
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def metric_text(metrics: dict[str, Any], prefix: str) -> str:
@@ -71,7 +65,7 @@ class ProgressLines(Callback):
         return f"epoch {trainer.current_epoch + 1}{epochs}  step {trainer.global_step}{steps}"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = self._window_start = time.perf_counter()
+        self._start = time.perf_counter()
         self._first_step = trainer.global_step  # a resumed run: the pace counts this process's steps only
         self._reset_window()
 
