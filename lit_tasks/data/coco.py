@@ -410,7 +410,9 @@ class CocoDetectionDataModule(SplitDataModule):
             (counted, warned); "error" raises a DataError naming the annotation.
         batch_size: images per training batch (on each process under data parallelism).
         eval_batch_size: images per val/test/predict batch; None: batch_size.
-        num_workers: DataLoader worker processes; 0 loads in the main process.
+        num_workers: DataLoader worker processes; 0 loads in the main process; "auto": none
+            when the model runs on the CPU, else one per CPU core of this process's share, at
+            most 8 (:func:`lit_tasks.data.samplers.loader_workers`).
         seed: fixes the training order and every augmentation; None: the run's
             seed_everything.
     """
@@ -440,7 +442,7 @@ class CocoDetectionDataModule(SplitDataModule):
         box_policy: BoxPolicy = "clip",
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 2,
+        num_workers: int | Literal["auto"] = "auto",
         seed: int | None = None,
     ):
         super().__init__()

@@ -21,12 +21,14 @@ import select
 import threading
 import time
 from collections.abc import Iterator, Sequence, Sized
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from lit_tasks.errors import DataError
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -268,7 +270,32 @@ def worker_context(dataset: Any, collate_fn: Any, num_workers: int, trainer: Any
     return context
 
 
-def split_loader(dataset: Sized, train: bool, batch_size: int, collate_fn: Any, num_workers: int = 0,
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(num_workers: int | Literal["auto"], trainer: Any = None) -> int:
+    """The DataLoader worker count for a DataModule's `num_workers`.
+
+    "auto" is 0 when the model runs on the CPU (or no trainer is attached): batches are then
+    prepared in the main process between steps, because worker processes would run on the very
+    cores torch's threads compute on and slow every step by more than they save (the ViT recipe
+    on 2 cores: 0.80 of a plain loop's speed with 2 workers, 0.93 with none; benchmarks/overhead.py).
+    On an accelerator it is one worker per CPU core of this process's share of the node (cores /
+    devices), less one for the process itself, between 1 and MAX_AUTO_WORKERS.
+    """
+    if num_workers != "auto":
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise DataError(f"num_workers is {num_workers!r}; expected a count >= 0 or 'auto'")
+        return num_workers
+    strategy = getattr(trainer, "strategy", None) if trainer is not None else None
+    if strategy is None or strategy.root_device.type == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_AUTO_WORKERS, cores // max(1, trainer.num_devices) - 1))
+
+
+def split_loader(dataset: Sized, train: bool, batch_size: int, collate_fn: Any,
+                 num_workers: int | Literal["auto"] = 0,
                  trainer: Any = None, lengths: Sized | None = None,
                  eval_sampler: Sampler | None = None) -> DataLoader:
     """The loader of one split, the same for every DataModule.
@@ -277,8 +304,10 @@ def split_loader(dataset: Sized, train: bool, batch_size: int, collate_fn: Any, 
     :func:`training_sampler`, length-grouped when `lengths` are given. Evaluation: a plain
     loader over `eval_sampler`, by default the unpadded distributed one (None: one process).
     Worker seeds come from a generator of their own, so loading leaves the model's RNG alone.
-    Workers are persistent, and started by :func:`worker_context` (a fork server under DDP).
+    Workers (:func:`loader_workers`) are persistent, and started by :func:`worker_context` (a
+    fork server under DDP).
     """
+    num_workers = loader_workers(num_workers, trainer)
     if train:
         loader, sampler = ResumableLoader, training_sampler(dataset, trainer, lengths=lengths, batch_size=batch_size)
     else:

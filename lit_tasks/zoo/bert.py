@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import keymaps
 from lit_tasks.zoo.base import Head, config_from_dict
-from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
+from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward, padding_keep
 
 MODEL_TYPE = "bert"
 MODALITY = "text"
@@ -206,7 +206,7 @@ class Bert(nn.Module):
             raise ValueError(f"Bert: input_ids has {T} tokens; max_position_embeddings is {self.config.max_position_embeddings}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        keep = None if attention_mask is None else attention_mask.bool()  # (B, T) keys to attend
+        keep = None if attention_mask is None else padding_keep(attention_mask.bool())  # (B, T) keys to attend
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         hidden_states = [x] if output_hidden_states else None  # kept only on request: frees memory
         for layer in self.layers:

@@ -68,6 +68,14 @@ class KVCache:
                 entry.k, entry.v = entry.k.index_select(0, index), entry.v.index_select(0, index)
 
 
+def padding_keep(keep: Tensor | None) -> Tensor | None:
+    """A key padding mask `keep` (B, Tk), True = attend, or None when it masks nothing: a batch
+    without padding then runs SDPA with no mask tensor at all (its fused kernels, no (B, 1, Tq,
+    Tk) mask built and read in every layer). Checked once per forward by the model, not per
+    layer: on a GPU the check waits for the mask."""
+    return None if keep is None or bool(keep.all()) else keep
+
+
 def attention_mask(keep: Tensor | None, causal: bool, bias: Tensor | None, q_len: int, k_len: int,
                    dtype: torch.dtype, device: torch.device) -> Tensor | None:
     """One additive mask (B|1, H|1, Tq, Tk) for SDPA from a key padding mask `keep` (B, Tk)

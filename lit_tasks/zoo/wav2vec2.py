@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from lit_tasks.errors import ConfigError
 from lit_tasks.zoo import keymaps
 from lit_tasks.zoo.base import Head, config_from_dict
-from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward
+from lit_tasks.zoo.layers import ACTIVATIONS, Attention, FeedForward, padding_keep
 from lit_tasks.zoo.wav2vec2_pretraining import Wav2Vec2ForPreTraining
 
 MODEL_TYPE = "wav2vec2"
@@ -338,10 +338,9 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, x: Tensor, frame_mask: Tensor | None) -> tuple[Tensor, list[Tensor]]:
-        key_mask = None
-        if frame_mask is not None:
-            x = x.masked_fill(~frame_mask[:, :, None], 0.0)  # padding frames enter the pos conv as zeros
-            key_mask = frame_mask  # (B, T), True = attend
+        key_mask = padding_keep(frame_mask)  # (B, T), True = attend; None without padding
+        if key_mask is not None:
+            x = x.masked_fill(~key_mask[:, :, None], 0.0)  # padding frames enter the pos conv as zeros
         x = x + self.pos_conv_embed(x)
         if not self.pre_norm:
             x = self.layer_norm(x)

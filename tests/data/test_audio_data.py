@@ -422,3 +422,41 @@ def test_digit_strings_demo_data():
     first = json.loads((root / "train.jsonl").read_text().splitlines()[0])
     frames_8k = sf.info(str(root / first["path"])).frames
     assert abs(len(dm.train_dataloader().dataset[0]["input_values"]) - 2 * frames_8k) <= 1  # resampled to 16 kHz
+
+
+def test_cached_clips_give_the_same_batches_without_decoding_again(folder, monkeypatch, caplog):
+    """cache_audio decodes and resamples each clip once, at setup; epochs then give the same
+    batches (speed perturbation included) as decoding every time; a clip that fails to decode
+    still fails, or is skipped, when it is asked for."""
+    monkeypatch.setenv("PL_GLOBAL_SEED", "3")
+    rows = rows_of(folder, "train")
+    (folder / "train" / "emu" / "late.flac").write_bytes(b"fLaC garbage")
+    rows.append({"path": "train/emu/late.flac", "label": "emu", "duration": 0.1})
+    train = write_csv(folder / "train.csv", rows, fields=("path", "label", "duration"))
+    kwargs = dict(train_file=str(train), val_file=str(train), speed_perturbation=[0.9, 1.1], skip_bad_audio=True,
+                  **kw())
+
+    def epoch(dm):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        return list(loader)
+
+    expected = epoch(AudioDataModule(**kwargs))
+    cached = AudioDataModule(cache_audio=True, **kwargs)
+    with caplog.at_level(logging.INFO, logger="lit_tasks.data.audio"):
+        cached.setup("fit")
+    assert any("cache_audio: decoded the" in r.getMessage() for r in caplog.records)
+    strict = AudioDataModule(cache_audio=True, **{**kwargs, "skip_bad_audio": False})
+    strict.setup("fit")
+    import lit_tasks.data.audio_sources as sources
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(sources, "load_audio", no_decoding)
+    got = epoch(cached)
+    assert [b["paths"] for b in got] == [b["paths"] for b in expected]
+    assert all(torch.equal(g["input_values"], e["input_values"]) for g, e in zip(got, expected))
+    assert [p for b in got for p in b["skipped"]] == [str(folder / "train" / "emu" / "late.flac")]
+    with pytest.raises(DataError, match="late.flac"):
+        epoch(strict)

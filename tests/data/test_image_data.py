@@ -484,3 +484,29 @@ def test_demo_data_has_ten_classes_in_every_split():
         assert im.mode == "L" and im.size == (28, 28)
     dm = ImageDataModule(root=str(root), image_size=28, num_workers=0)
     assert dm.num_classes == 10 and dm.label_names == classes
+
+
+def test_cached_images_give_the_same_batches_without_decoding_again(folder, monkeypatch, caplog):
+    """cache_images decodes each image once, at setup; the epochs then give the same batches
+    (augmentation included) as decoding every time, and skipped images stay skipped."""
+    bad = corrupt(sorted((folder / "train" / "dog").glob("*.png"))[0], "truncated")
+    kwargs = dict(root=str(folder), random_resized_crop=(0.3, 1.0), skip_bad_images=True, **dm_kwargs(batch_size=4))
+    plain = ImageDataModule(**kwargs)
+    plain.setup("fit")
+    expected = list(plain.train_dataloader())
+    cached = ImageDataModule(cache_images=True, **kwargs)
+    with caplog.at_level(logging.INFO, logger="lit_tasks.data.image"):
+        cached.setup("fit")
+    assert any("cache_images: decoded the" in r.getMessage() for r in caplog.records)
+    import lit_tasks.data.image as image_module
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(image_module, "open_image", no_decoding)
+    for _ in range(2):  # two epochs of the same seed: the same batches each time
+        got = list(cached.train_dataloader())
+        assert [b["paths"] for b in got] == [b["paths"] for b in expected]
+        assert all(torch.equal(g["pixel_values"], e["pixel_values"]) for g, e in zip(got, expected))
+        assert [str(bad)] == [p for b in got for p in b["skipped"]]
+    assert len(list(cached.val_dataloader())) > 0

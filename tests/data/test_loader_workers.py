@@ -87,3 +87,29 @@ def test_every_datamodule_pickles_its_datasets_and_collates(tmp_path, kind):
                 assert torch.equal(got[key], value), key
             else:
                 assert got[key] == value, key
+
+
+def test_auto_workers_none_on_cpu_one_per_core_share_on_gpu(monkeypatch):
+    """num_workers "auto": no worker processes when the model runs on the CPU (they would take
+    the cores the model computes on), a core's worth each on an accelerator; a count is kept."""
+    from lit_tasks.data import ImageDataModule
+    from lit_tasks.data import samplers
+    from lit_tasks.errors import DataError
+
+    def trainer(device: str, devices: int):
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), num_devices=devices,
+                               distributed_sampler_kwargs=None)
+
+    monkeypatch.setattr(samplers.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert samplers.loader_workers("auto") == 0
+    assert samplers.loader_workers("auto", trainer("cpu", 1)) == 0
+    assert samplers.loader_workers("auto", trainer("cuda", 1)) == samplers.MAX_AUTO_WORKERS
+    assert samplers.loader_workers("auto", trainer("cuda", 4)) == 3  # 16 cores / 4 devices, less the process
+    assert samplers.loader_workers("auto", trainer("cuda", 16)) == 1
+    assert samplers.loader_workers(3, trainer("cpu", 1)) == 3
+    with pytest.raises(DataError, match="num_workers is -1"):
+        samplers.loader_workers(-1)
+    assert ImageDataModule().num_workers == "auto"
+    loader = split_loader(list(range(4)), train=False, batch_size=2, collate_fn=None, num_workers="auto",
+                          trainer=trainer("cpu", 1))
+    assert loader.num_workers == 0

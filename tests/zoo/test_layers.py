@@ -101,3 +101,41 @@ def test_rms_norm_and_gated_feed_forward(x):
     ff = FeedForward(D, 16, "relu", gated=True, bias=False)
     torch.testing.assert_close(ff(x), ff.fc2(torch.relu(ff.gate(x)) * ff.fc1(x)))
     assert ff.fc1.bias is None
+
+
+def test_a_mask_without_padding_is_dropped_once_per_forward(monkeypatch):
+    """BERT and wav2vec2 run SDPA with no mask tensor on a batch without padding (the fused
+    kernel, no (B, 1, T, T) mask per layer) and with one when a row is padded; outputs agree."""
+    from lit_tasks.zoo import layers
+    from lit_tasks.zoo.bert import Bert, BertConfig
+    from lit_tasks.zoo.wav2vec2 import Wav2Vec2, Wav2Vec2Config
+
+    masks = []
+    sdpa = layers.F.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kwargs):
+        masks.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    bert = Bert(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=16)).eval()
+    ids = torch.randint(0, 50, (2, 6))
+    full, padded = torch.ones(2, 6, dtype=torch.long), torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    unmasked = bert(ids).last_hidden_state
+    torch.testing.assert_close(bert(ids, full).last_hidden_state, unmasked)
+    assert masks[2:] == [None, None]
+    bert(ids, padded)
+    assert all(m is not None for m in masks[4:]) and len(masks) == 6
+    assert layers.padding_keep(None) is None
+    assert layers.padding_keep(padded.bool()) is not None
+
+    masks.clear()
+    audio = Wav2Vec2(Wav2Vec2Config(conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), hidden_size=16,
+                                    num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                    num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)).eval()
+    wave = torch.randn(2, 400)
+    audio(wave, torch.ones(2, 400, dtype=torch.long))
+    audio(wave, torch.tensor([[1] * 400, [1] * 300 + [0] * 100]))
+    assert masks[0] is None and masks[1] is not None
