@@ -38,6 +38,26 @@ def new_version() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def claim_new(root: Path, name: str) -> Path:
+    """Create and return a fresh run folder `root/name/<version>`.
+
+    Two runs started in the same second (two seeds at once, parallel sweep trials) would get the
+    same timestamp: the folder is created here, and the second run takes `<version>_2` (then
+    `_3`, ...), so they never write each other's checkpoints. A Slurm version is the job's, shared
+    on purpose by its tasks and by its requeued restarts."""
+    base = Path(root) / name / new_version()
+    if os.environ.get("SLURM_JOB_ID"):
+        return base
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}_{n}")
+
+
 # the files `--ckpt_path ALIAS` may mean: "last" is the newest state, whichever file holds it
 ALIAS_FILES = {"best": ("best",), "last": ("last", "preempted")}
 
@@ -90,7 +110,7 @@ def resolve(root: str, name: str, run_dir: str | None, ckpt_path: str | None) ->
     elif ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
         chosen = Path(ckpt_path).parent.parent  # a checkpoint inside a run folder: keep writing there
     else:
-        chosen = Path(root) / name / new_version()
+        chosen = claim_new(Path(root), name)
     if ckpt_path is None:
         ckpt_path = requeued_checkpoint(chosen)
     if ckpt_path in CKPT_ALIASES:

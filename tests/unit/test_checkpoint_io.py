@@ -6,6 +6,7 @@ import pytest
 import torch
 from helpers import FillsUp
 
+from lit_tasks import run_dir
 from lit_tasks.checkpoint_io import AtomicCheckpointIO, atomic_torch_save, load_checkpoint_file
 from lit_tasks.errors import CheckpointError
 
@@ -78,8 +79,6 @@ def test_a_writer_killed_mid_save_leaves_the_previous_checkpoint_and_its_tempora
     import subprocess
     import sys
     import time
-
-    from lit_tasks import run_dir
 
     folder = tmp_path / "run" / "checkpoints"
     path, ready = folder / "last.ckpt", tmp_path / "ready"
@@ -170,3 +169,20 @@ def test_other_write_errors_are_not_disguised(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="a bug"):
         atomic_torch_save({"state_dict": {}}, tmp_path / "a.ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(run_dir.time, "strftime", lambda fmt: "2026-12-04_09-06-50")
+    first, second, third = (run_dir.claim_new(tmp_path, "recipe") for _ in range(3))
+    assert [d.name for d in (first, second, third)] == ["2026-12-04_09-06-50", "2026-12-04_09-06-50_2",
+                                                          "2026-12-04_09-06-50_3"]
+    assert all(d.is_dir() for d in (first, second, third))
+    monkeypatch.setenv(run_dir.ENV_VAR, "")  # resolve() exports the folder it chose
+    assert run_dir.resolve(str(tmp_path), "recipe", None, None)[0].name == "2026-12-04_09-06-50_4"
+
+
+def test_a_slurm_job_keeps_its_folder_across_requeues(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert run_dir.claim_new(tmp_path, "recipe") == run_dir.claim_new(tmp_path, "recipe") == tmp_path / "recipe/slurm-77"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
 
 PROBES = {
@@ -33,7 +34,7 @@ def test_parity():
 }
 
 
-def run_probes(tmp_path, ci: str | None) -> subprocess.CompletedProcess:
+def run_probes(tmp_path, ci: str | None, *options: str) -> subprocess.CompletedProcess:
     for name, text in PROBES.items():
         (tmp_path / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
@@ -41,12 +42,14 @@ def run_probes(tmp_path, ci: str | None) -> subprocess.CompletedProcess:
         env["CI"] = ci
     env["PYTHONPATH"] = str(REPO / "tests")
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "conftest", "-q",
-                           "-o", "markers=slurm: probe", str(tmp_path)], cwd=tmp_path, env=env,
+                           "-o", "markers=slurm: probe", *options, str(tmp_path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
-def test_a_skip_fails_the_run_under_ci(tmp_path):
-    result = run_probes(tmp_path, "true")
+@pytest.mark.parametrize("workers", [[], ["-n", "2", "--dist", "loadfile"]], ids=["one process", "xdist"])
+def test_a_skip_fails_the_run_under_ci(tmp_path, workers):
+    # scripts/test.sh runs pytest-xdist workers: their skips, collection ones too, reach the controller
+    result = run_probes(tmp_path, "true", *workers)
     assert result.returncode == 1, result.stdout
     assert "CI=true: 2 test(s) skipped" in result.stdout, result.stdout
     assert "test_probe_tests.py::test_reference_missing" in result.stdout
