@@ -36,10 +36,10 @@ import multiprocessing.forkserver
 import sys
 from pathlib import Path
 
+# Nothing heavy at module level: a fork server preloads `__main__`, which here is this file, and
+# `python -m lit_tasks`'s is light; importing Lightning here would add its import to every
+# forkserver figure. recipe_steps and lit_tasks are imported in the functions.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_steps import common_arguments, parse, recipes, run_recipe, table  # noqa: E402
-
-from lit_tasks.data import samplers  # noqa: E402
 
 COLUMNS = {"recipe": "{}", "workers": "{}", "start": "{}", "wait_ms": "{:.1f}", "step_ms": "{:.1f}",
            "wait_ratio": "{:.3f}", "first_wait_s": "{:.2f}", "samples_per_s": "{:.1f}", "status": "{}"}
@@ -54,6 +54,8 @@ class _TwoRanks:
 @contextlib.contextmanager
 def forkserver_workers():
     """`split_loader` starts workers from a fork server (as under DDP); the server ends after."""
+    from lit_tasks.data import samplers
+
     original = samplers.worker_context
     samplers.worker_context = lambda dataset, collate_fn, num_workers, trainer=None: \
         original(dataset, collate_fn, num_workers, _TwoRanks())
@@ -67,6 +69,8 @@ def forkserver_workers():
 
 
 def main(argv: list[str] | None = None) -> None:
+    from recipe_steps import common_arguments, parse, recipes, run_recipe, table
+
     parser = common_arguments(__doc__.split("\n\n")[0], steps=20, warmup=3)
     parser.add_argument("--context", choices=("fork", "forkserver", "both"), default="fork",
                         help="how workers start: fork (one process), forkserver (as a DDP rank), both")

@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from lit_tasks.data.base import read_preprocessor_json
+from lit_tasks.data.preprocessor import read_preprocessor_json
 from lit_tasks.data.labels import sort_labels
 from lit_tasks.data.tables import preview, read_rows, row_name, table_kind
 from lit_tasks.errors import DataError

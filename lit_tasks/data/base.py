@@ -1,21 +1,9 @@
-"""What the modality DataModules share: split loaders and the checkpoint's preprocessor JSON."""
+"""What the modality DataModules share: split loaders."""
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-from typing import Any
-
 import lightning as L
 from torch.utils.data import DataLoader
-
-from lit_tasks.errors import DataError
-from lit_tasks.safe_load import checkpoint_entry
-
-log = logging.getLogger(__name__)
-
-PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -47,35 +35,3 @@ class SplitDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
-
-
-def read_preprocessor_json(path: str, instead: str) -> tuple[dict[str, Any], Path | None]:
-    """(the HF `preprocessor_config.json` as a dict, its path) for a checkpoint folder, the JSON
-    itself, a file in the folder, or a lit_tasks .ckpt (no path; the CLI links `model.init_from` here).
-
-    A folder without the JSON logs a warning saying what is used `instead` and gives ({}, None);
-    a path that does not exist, invalid JSON or a non-object is a DataError.
-    """
-    given = Path(path).expanduser()
-    if not given.exists():
-        raise DataError(
-            f"preprocessor: {given} does not exist; expected a checkpoint folder holding {PREPROCESSOR_FILE}, "
-            "or the JSON file itself."
-        )
-    if given.is_file() and given.suffix == ".ckpt":  # a lit_tasks checkpoint stores the dict
-        config = (checkpoint_entry(given) or {}).get("preprocessor")
-        if not config:
-            log.warning("preprocessor: the checkpoint %s stores no %s; using %s.", given, PREPROCESSOR_FILE, instead)
-        return config or {}, None
-    folder = given if given.is_dir() else given.parent
-    file = given if given.suffix == ".json" else folder / PREPROCESSOR_FILE
-    if not file.is_file():
-        log.warning("preprocessor: %s has no %s; using %s.", given, PREPROCESSOR_FILE, instead)
-        return {}, None
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"preprocessor: {file} is not valid JSON ({e}).") from None
-    if not isinstance(config, dict):
-        raise DataError(f"preprocessor: {file} holds {type(config).__name__}; expected a JSON object.")
-    return config, file

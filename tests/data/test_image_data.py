@@ -498,7 +498,7 @@ def test_cached_images_give_the_same_batches_without_decoding_again(folder, monk
     with caplog.at_level(logging.INFO, logger="lit_tasks.data.image"):
         cached.setup("fit")
     assert any("cache_images: decoded the" in r.getMessage() for r in caplog.records)
-    import lit_tasks.data.image as image_module
+    import lit_tasks.data.image_dataset as image_module
 
     def no_decoding(*args):
         raise AssertionError("decoded again")
