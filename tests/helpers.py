@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 MINILM = REPO / "models" / "all-MiniLM-L6-v2"
 
 
+def load_script(relative: str):
+    """A script of the repository (e.g. "scripts/ner_baseline.py") imported from its file, as a
+    module named after the file and registered in sys.modules (dataclasses look it up there)."""
+    import importlib.util
+
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def padded_tokens(lengths, vocab_size: int, pad: int, low: int = 1, left: bool = False, seed: int = 0):
     """Random token ids in [low, vocab_size) (never ``pad`` when low > pad) of the given lengths,
     padded with ``pad`` to the longest on the right or the left: (input_ids, attention_mask), (B, T)."""

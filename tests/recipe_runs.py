@@ -13,9 +13,7 @@ scripts/check_recipes.py (for releases).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from helpers import REPO
@@ -34,12 +32,3 @@ def run(command: str, recipe: str, run_dir: Path, *overrides: str) -> dict:
 
 def fit(recipe: str, run_dir: Path, *overrides: str) -> dict:
     return run("fit", recipe, run_dir, "--run.test_after_fit", "false", "--data.num_workers", "0", *overrides)
-
-
-def script(name: str):
-    """A module of scripts/ (the baselines), imported from its file."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module

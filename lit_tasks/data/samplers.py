@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import select
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence, Sized
@@ -254,9 +255,9 @@ def worker_context(dataset: Any, collate_fn: Any, num_workers: int, trainer: Any
     A rank runs threads (gloo/NCCL, the launcher's observer, loggers); forking it while one of
     them holds a lock leaves the child with that lock held forever, and the rank then hangs
     starting the worker while the other ranks wait in a collective. The fork server is a
-    separate single-threaded process that forks the workers instead; it preloads torch and the
-    modules of the dataset and collate (the first worker waits for that once per rank), so each
-    worker starts as cheaply as a fork. The dataset and collate are pickled to the workers,
+    separate single-threaded process that forks the workers instead; it preloads torch, the
+    modules of the dataset and collate and the main module (the first worker waits for that once
+    per rank), so each worker starts as cheaply as a fork. The dataset and collate are pickled to the workers,
     once per loader (workers are persistent); :class:`EndWithRank` ends them with their rank.
     """
     kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
@@ -266,6 +267,11 @@ def worker_context(dataset: Any, collate_fn: Any, num_workers: int, trainer: Any
         return None
     context = multiprocessing.get_context("forkserver")
     preload = {"__main__", "torch", type(dataset).__module__, getattr(collate_fn, "__module__", None)}
+    main_module = getattr(sys.modules["__main__"], "__spec__", None)
+    if main_module is not None and not main_module.name.endswith("__main__"):
+        # `python -m tool`: the server only preloads a main module given by path, and each worker
+        # then runs `tool` afresh; importing it in the server once makes that rerun cheap
+        preload.add(main_module.name)
     context.set_forkserver_preload(sorted(name for name in preload if name))  # read when the server starts
     return context
 

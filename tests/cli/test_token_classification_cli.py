@@ -3,25 +3,17 @@ the CLI, beats the most-frequent-tag baseline, and predict writes entity spans."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-from helpers import NER_VOCAB, REPO, ner_args, run_cli, write_ner_data, write_ner_tokenizer
+from helpers import NER_VOCAB, load_script, ner_args, run_cli, write_ner_data, write_ner_tokenizer
 
 from lit_tasks.commands import main
 from lit_tasks.metrics.entities import entity_spans
 
 
-def load_baseline():
-    spec = importlib.util.spec_from_file_location("ner_baseline", REPO / "scripts" / "ner_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_most_frequent_tag_baseline():
-    baseline = load_baseline()
+    baseline = load_script("scripts/ner_baseline.py")
     from lit_tasks.data.token_classification import TaggedRow
 
     train = [TaggedRow("a", "a", ("mr", "paris", "met"), ("O", "B-PER", "O")),
@@ -54,7 +46,7 @@ def test_fit_beats_most_frequent_tag_and_predicts_spans(tmp_path):
     from lit_tasks.data.token_classification import read_tagged_table
 
     train, test = (read_tagged_table(files[s], "tokens", "tags") for s in ("train", "test"))
-    baseline = load_baseline().score(train, test)
+    baseline = load_script("scripts/ner_baseline.py").score(train, test)
     assert baseline["entity_f1"] < 0.7  # the names are ambiguous without context
     assert metrics["test/entity_f1"] > baseline["entity_f1"] + 0.3, (metrics["test/entity_f1"], baseline)
 

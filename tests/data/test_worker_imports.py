@@ -4,17 +4,14 @@ first batch (benchmarks/loaders.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, load_script
 
-spec = importlib.util.spec_from_file_location("recipe_data", REPO / "scripts" / "recipe_data.py")
-recipe_data = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(recipe_data)
+recipe_data = load_script("scripts/recipe_data.py")
 
 UNPICKLE = """
 import pickle, sys

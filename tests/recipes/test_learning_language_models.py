@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import REPO
-from recipe_runs import fit, script
+from helpers import REPO, load_script
+from recipe_runs import fit
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_bert_small_wiki_learns_beyond_piece_frequencies(tmp_path):
     cache = str(tmp_path / "cache")
     metrics = fit("masked_lm/bert_small_wiki.yaml", tmp_path / "run", "--trainer.max_epochs", "3",
                   "--data.cache_dir", cache)
-    unigram = script("unigram_baseline")
+    unigram = load_script("scripts/unigram_baseline.py")
     data = unigram.datamodule_from_config(REPO / "configs/masked_lm/bert_small_wiki.yaml", cache_dir=cache)
     baseline = unigram.unigram_perplexity(data)["perplexity"]
     assert 1000 < baseline < 1300  # 1151
@@ -37,7 +37,7 @@ def test_gpt2_small_pydoc_beats_the_bigram(tmp_path):
     cache = str(tmp_path / "cache")
     metrics = fit("causal_lm/gpt2_small_pydoc.yaml", tmp_path / "run", "--trainer.max_epochs", "7",
                   "--data.batch_size", "4", "--model.lr", "5e-4", "--data.cache_dir", cache)
-    bigram = script("bigram_baseline")
+    bigram = load_script("scripts/bigram_baseline.py")
     data = bigram.recipe_data.datamodule_from_config(REPO / "configs/causal_lm/gpt2_small_pydoc.yaml",
                                                      "CausalLMDataModule", cache_dir=cache)
     baseline = min(bigram.bigram_perplexities(data.encoded("train"), data.encoded("val"), data.vocab_size).values())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import REPO, require_minilm
-from recipe_runs import fit, script
+from helpers import REPO, load_script, require_minilm
+from recipe_runs import fit
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_minilm_wiki_qa_learns(tmp_path):
     metrics = fit("question_answering/minilm_wiki_qa.yaml", tmp_path, "--trainer.max_epochs", "1",
                   "--trainer.limit_train_batches", "120", "--data.batch_size", "4", "--trainer.limit_val_batches", "2")
     columns = {"id": "id", "context": "context", "question": "question", "answers": "answers"}
-    baseline = script("qa_first_sentence_baseline").evaluate(REPO / "demo_data/wiki_qa/val.jsonl", columns)["f1"]
+    baseline = load_script("scripts/qa_first_sentence_baseline.py").evaluate(REPO / "demo_data/wiki_qa/val.jsonl", columns)["f1"]
     assert baseline < 10  # 6.9
     assert metrics["val/f1"] >= baseline + 25, (metrics, baseline)
 

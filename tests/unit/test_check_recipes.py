@@ -3,19 +3,14 @@ misses its claim (or fails, or lacks the metric) fails the check and the exit st
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, load_script
 
-spec = importlib.util.spec_from_file_location("check_recipes", REPO / "scripts" / "check_recipes.py")
-check_recipes = importlib.util.module_from_spec(spec)
-sys.modules["check_recipes"] = check_recipes  # dataclasses look their module up there
-spec.loader.exec_module(check_recipes)
+check_recipes = load_script("scripts/check_recipes.py")
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 

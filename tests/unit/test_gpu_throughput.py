@@ -5,23 +5,19 @@ budget, out-of-memory and failure handling. Nothing here is timed."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import load_script
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lit_tasks import zoo
 
 _path = list(sys.path)
-_spec = importlib.util.spec_from_file_location("gpu_throughput", REPO / "benchmarks" / "gpu_throughput.py")
-gt = importlib.util.module_from_spec(_spec)
-sys.modules["gpu_throughput"] = gt  # its dataclasses look their module up there
-_spec.loader.exec_module(gt)
+gt = load_script("benchmarks/gpu_throughput.py")
 sys.path[:] = _path  # the script puts benchmarks/ first (for timing.py); keep it out of the other tests
 
 CPU = torch.device("cpu")

@@ -6,30 +6,20 @@ are well formed."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from collections import Counter
 
 import pytest
-from helpers import REPO
+from helpers import REPO, load_script
 
 from lit_tasks.errors import DataError
 from lit_tasks.metrics.rouge import rouge_scores
 from lit_tasks.metrics.translation import bleu_chrf
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-summ = load_script("summarization_baselines")
-trans = load_script("translation_baselines")
-make = load_script("make_seq2seq_demo_data")
+summ = load_script("scripts/summarization_baselines.py")
+trans = load_script("scripts/translation_baselines.py")
+make = load_script("scripts/make_seq2seq_demo_data.py")
 
 
 def write_jsonl(path, pairs):
