@@ -257,8 +257,9 @@ def worker_context(dataset: Any, collate_fn: Any, num_workers: int, trainer: Any
     starting the worker while the other ranks wait in a collective. The fork server is a
     separate single-threaded process that forks the workers instead; it preloads torch, the
     modules of the dataset and collate and the main module (the first worker waits for that once
-    per rank), so each worker starts as cheaply as a fork. The dataset and collate are pickled to the workers,
-    once per loader (workers are persistent); :class:`EndWithRank` ends them with their rank.
+    per rank), so each worker starts as cheaply as a fork. The dataset and collate are pickled to
+    the workers, once per loader (workers are persistent); :class:`EndWithRank` ends them with
+    their rank.
     """
     kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
     if kwargs is None and dist.is_available() and dist.is_initialized():
