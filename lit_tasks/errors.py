@@ -6,6 +6,10 @@ Each message names the culprit (file, row, field or config key) and what was exp
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class ConfigError(ValueError):
     """A config value we cannot honour: ours or an HF `config.json`'s, a CLI option's."""
@@ -60,3 +64,18 @@ def user_message(exc: BaseException) -> str:
         last = lines[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
     return text
+
+
+def read_json_object(file: str | Path, what: str, error: type[ValueError] = DataError) -> dict[str, Any]:
+    """The JSON object in `file`. A file that cannot be read, invalid JSON or another JSON value
+    (a list, a string) is an `error` naming the file and `what` it should hold ("a COCO
+    instances file")."""
+    try:
+        value = json.loads(Path(file).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"{file}: cannot be read ({e.strerror or e}); expected {what}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{file}: not valid JSON ({e}); expected {what}.") from None
+    if not isinstance(value, dict):
+        raise error(f"{file} holds a JSON {type(value).__name__}; expected {what}.")
+    return value

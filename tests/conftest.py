@@ -42,11 +42,17 @@ def plain_argv(monkeypatch):
 # on one worker with a long file while the others sit idle: 8 of 35 minutes on 2 cores otherwise.
 
 
+LONGEST_FIRST = ("test_learning_seq2seq.py", "test_learning_detection.py")  # about 20 and 10 min on one thread
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     slow = {item.path for item in items if item.get_closest_marker("slow")}
 
-    def rank(item) -> int:  # 0 the learning tests, 1 a file with a slow test, 2 the rest
-        return 0 if item.path.parent.name == "recipes" else 1 if item.path in slow else 2
+    def rank(item) -> tuple[int, int]:  # the learning tests (longest first), a file with a slow test, the rest
+        if item.path.parent.name == "recipes":
+            name = item.path.name
+            return 0, LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return (1, 0) if item.path in slow else (2, 0)
 
     items.sort(key=rank)  # stable: files and tests keep their order within a rank
 

@@ -11,7 +11,6 @@ by one warning per split; the ground truth the split is scored against keeps the
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from lit_tasks.data.preprocessor import read_preprocessor_json
 from lit_tasks.data.samplers import split_loader
 from lit_tasks.data.tables import preview
 from lit_tasks.data.targets import BOX_TOLERANCE
-from lit_tasks.errors import DataError
+from lit_tasks.errors import DataError, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +144,7 @@ def read_coco_json(file: Path) -> dict[str, Any]:
     """A COCO instances file as a dict with lists "images", "annotations" and "categories"."""
     if not file.is_file():
         raise DataError(f"{file}: the annotation file does not exist (expected a COCO instances json).")
-    try:
-        coco = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{file}: not valid JSON ({e}); expected a COCO instances file.") from None
-    if not isinstance(coco, dict):
-        raise DataError(f"{file} holds {type(coco).__name__}; expected a COCO instances object.")
+    coco = read_json_object(file, "a COCO instances object")
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             have = "has no" if key not in coco else f"has {type(coco[key]).__name__} as"

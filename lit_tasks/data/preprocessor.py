@@ -5,12 +5,11 @@ spawn or a fork server import them)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from lit_tasks.errors import DataError
+from lit_tasks.errors import DataError, read_json_object
 from lit_tasks.safe_load import checkpoint_entry
 
 log = logging.getLogger(__name__)
@@ -41,10 +40,4 @@ def read_preprocessor_json(path: str, instead: str) -> tuple[dict[str, Any], Pat
     if not file.is_file():
         log.warning("preprocessor: %s has no %s; using %s.", given, PREPROCESSOR_FILE, instead)
         return {}, None
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"preprocessor: {file} is not valid JSON ({e}).") from None
-    if not isinstance(config, dict):
-        raise DataError(f"preprocessor: {file} holds {type(config).__name__}; expected a JSON object.")
-    return config, file
+    return read_json_object(file, "a preprocessor config object"), file

@@ -27,7 +27,7 @@ from typing import Any
 from tokenizers import Encoding, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as RustTokenizer
 
-from lit_tasks.errors import ConfigError, DataError
+from lit_tasks.errors import ConfigError, DataError, read_json_object
 from lit_tasks.safe_load import checkpoint_entry
 from lit_tasks.text.byte_level import (
     MERGES_TXT, VOCAB_JSON, bpe_model_files, byte_level_from_files, is_byte_level,
@@ -68,7 +68,7 @@ def folder_kind(folder: Path, config: dict[str, Any]) -> str:
     if (kind := tokenizer_class(config)):
         return kind
     model_config = folder / "config.json"
-    model_type = _read_json(model_config).get("model_type") if model_config.is_file() else None
+    model_type = read_json_object(model_config, "a model config object").get("model_type") if model_config.is_file() else None
     return model_type if isinstance(model_type, str) else ""
 
 
@@ -81,16 +81,6 @@ def spm_model_error(file: Path) -> DataError:
         f"python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('{folder}')"
         f".save_pretrained('{folder}')\"; or train one with `python -m lit_tasks tokenizer --type unigram`."
     )
-
-
-def _read_json(file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"tokenizer: {file} is not valid JSON ({e}).") from None
-    if not isinstance(data, dict):
-        raise DataError(f"tokenizer: {file} holds {type(data).__name__}; expected a JSON object.")
-    return data
 
 
 class Tokenizer:
@@ -414,7 +404,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return checkpoint_tokenizer(given)
     folder = given if given.is_dir() else given.parent
     config_file = folder / "tokenizer_config.json"
-    config = _read_json(config_file) if config_file.is_file() else {}
+    config = read_json_object(config_file, "a tokenizer config object") if config_file.is_file() else {}
     if given.is_file():
         file = given
         if file.name in SPM_MODEL_FILES or file.suffix == ".model":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from lit_tasks.errors import LoadError
+from lit_tasks.errors import LoadError, read_json_object
 from lit_tasks.safe_load import UnsafeFileError, torch_load
 
 CONFIG_FILE = "config.json"
@@ -36,29 +36,19 @@ def _folder(path: str | Path) -> Path:
     return folder
 
 
-def _read_json(file: Path) -> dict:
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise LoadError(f"{file}: cannot read it as JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise LoadError(f"{file}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
 def read_config(path: str | Path) -> dict:
     """The folder's `config.json` as a dict."""
     folder = _folder(path)
     file = folder / CONFIG_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; an HF-format model folder holds {CONFIG_FILE} and its weights")
-    return _read_json(file)
+    return read_json_object(file, "a model config object", LoadError)
 
 
 def read_preprocessor_config(path: str | Path) -> dict | None:
     """The folder's `preprocessor_config.json` as a dict, or None when it has none."""
     file = _folder(path) / PREPROCESSOR_FILE
-    return _read_json(file) if file.is_file() else None
+    return read_json_object(file, "a preprocessor config object", LoadError) if file.is_file() else None
 
 
 def _load_file(file: Path) -> dict[str, Tensor]:
@@ -86,7 +76,7 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
             continue
         if not name.endswith(".index.json"):
             return _load_file(file)
-        weight_map = _read_json(file).get("weight_map")
+        weight_map = read_json_object(file, "a safetensors index object", LoadError).get("weight_map")
         if not isinstance(weight_map, dict):
             raise LoadError(f"{file}: expected a 'weight_map' object mapping tensor names to shard files")
         state = {}

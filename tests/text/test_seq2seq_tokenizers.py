@@ -378,11 +378,11 @@ def test_malformed_files_are_named(tmp_path, bart_files):
     (folder / "vocab.json").write_text("{}")
     (folder / "merges.txt").write_text("")
     (folder / "tokenizer_config.json").write_text("{bad")
-    with pytest.raises(DataError, match=r"t/tokenizer_config\.json is not valid JSON"):
+    with pytest.raises(DataError, match=r"t/tokenizer_config\.json: not valid JSON"):
         load_tokenizer(folder)
     (folder / "tokenizer_config.json").unlink()
     (folder / "config.json").write_text("[1]")
-    with pytest.raises(DataError, match=r"t/config\.json holds list; expected a JSON object"):
+    with pytest.raises(DataError, match=r"t/config\.json holds a JSON list; expected a model config object"):
         load_tokenizer(folder)
     vocab = {k: v for k, v in json.loads((bart_files / "vocab.json").read_text(encoding="utf-8")).items() if k != "<s>"}
     broken = bart_folder(bart_files, tmp_path / "b", {"tokenizer_class": "BartTokenizer"})
