@@ -69,7 +69,7 @@ def user_message(exc: BaseException) -> str:
 def read_json_object(file: str | Path, what: str, error: type[ValueError] = DataError) -> dict[str, Any]:
     """The JSON object in `file`. A file that cannot be read, invalid JSON or another JSON value
     (a list, a string) is an `error` naming the file and `what` it should hold ("a COCO
-    instances file")."""
+    instances object")."""
     try:
         value = json.loads(Path(file).read_text(encoding="utf-8"))
     except OSError as e:

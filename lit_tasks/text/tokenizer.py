@@ -68,7 +68,9 @@ def folder_kind(folder: Path, config: dict[str, Any]) -> str:
     if (kind := tokenizer_class(config)):
         return kind
     model_config = folder / "config.json"
-    model_type = read_json_object(model_config, "a model config object").get("model_type") if model_config.is_file() else None
+    if not model_config.is_file():
+        return ""
+    model_type = read_json_object(model_config, "a model config object").get("model_type")
     return model_type if isinstance(model_type, str) else ""
 
 

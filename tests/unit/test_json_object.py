@@ -8,6 +8,7 @@ import pytest
 from lit_tasks.data.coco import read_coco_json
 from lit_tasks.data.preprocessor import read_preprocessor_json
 from lit_tasks.errors import DataError, LoadError, read_json_object
+from lit_tasks.metrics.evaluate_modules.scoring import read_coco
 from lit_tasks.zoo.hub import read_config
 
 BAD = [
@@ -45,6 +46,7 @@ def test_an_unreadable_file_is_named(tmp_path):
     (lambda folder: read_preprocessor_json(str(folder), "defaults"), "preprocessor_config.json", DataError,
      "a preprocessor config object"),
     (lambda folder: read_coco_json(folder / "instances.json"), "instances.json", DataError, "a COCO instances object"),
+    (lambda folder: read_coco(folder / "instances.json"), "instances.json", DataError, "a COCO instances object"),
 ])
 def test_each_caller_says_what_its_file_should_hold(tmp_path, read, name, error, what):
     (tmp_path / name).write_text("[]")

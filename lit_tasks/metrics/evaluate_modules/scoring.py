@@ -20,7 +20,6 @@ Bad input is a DataError (or ConfigError for an option) naming the example and t
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import torch
 
-from lit_tasks.errors import ConfigError, DataError
+from lit_tasks.errors import ConfigError, DataError, read_json_object
 
 Label = str | int
 
@@ -250,16 +249,13 @@ def bleu_chrf(predictions: Sequence[str], references: Sequence[str | Sequence[st
 # ----------------------------------------------------------------------------------- detection
 def read_coco(ground_truth: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """The COCO instances dict, given as itself or as the path of its json file (a DataError
-    naming the file when it cannot be read as JSON)."""
+    naming the file when it does not hold a JSON object)."""
     if isinstance(ground_truth, dict):
         return ground_truth
     path = Path(ground_truth).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: the COCO ground truth file does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a COCO instances json file ({err})") from None
+    return read_json_object(path, "a COCO instances object")
 
 
 def coco_map(predictions: Sequence[dict[str, Any]], ground_truth: dict[str, Any]) -> dict[str, float]:
